@@ -1,0 +1,1 @@
+"""Data: triplet lists, datasets and the synthetic video salient-object generator."""

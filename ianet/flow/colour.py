@@ -1,0 +1,61 @@
+"""The standard optical-flow colour wheel (Baker et al.), the image IANet's flow stream reads.
+
+Hue encodes the direction of motion, saturation its magnitude normalised by the largest
+magnitude of each image; zero motion is white. This is the coding of RAFT's
+visualisation and of ``torchvision.utils.flow_to_image``, except that the magnitude is
+normalised per image rather than over the whole batch. It is the model's input, not a
+storage format: store raw flow as ``.npy`` or ``.flo``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# Number of hues between the six primary and secondary colours of the wheel.
+_SEGMENTS = (15, 6, 4, 11, 13, 6)  # red-yellow, yellow-green, green-cyan, cyan-blue, ...
+_EPSILON = 1e-5
+
+
+def colour_wheel() -> Tensor:
+    """The 55x3 colour wheel in [0, 255] (float64), starting at red, turning through yellow."""
+    ramps = []
+    # Each segment: (channel that ramps, up or down, the channel held at 255).
+    plan = ((1, True, 0), (0, False, 1), (2, True, 1), (1, False, 2), (0, True, 2), (2, False, 0))
+    for count, (ramp_channel, rising, full_channel) in zip(_SEGMENTS, plan, strict=True):
+        ramp = torch.floor(255 * torch.arange(count, dtype=torch.float64) / count)
+        segment = torch.zeros(count, 3, dtype=torch.float64)
+        segment[:, full_channel] = 255
+        segment[:, ramp_channel] = ramp if rising else 255 - ramp
+        ramps.append(segment)
+    return torch.cat(ramps)
+
+
+def flow_to_image(flow: Tensor) -> Tensor:
+    """Colour-code optical flow with the standard wheel.
+
+    Args:
+        flow: Bx2xHxW flow in pixels (x then y displacement), any float dtype and device.
+
+    Returns:
+        BxHxWx3 uint8 RGB images on the same device; each image's largest motion has
+        full saturation, zero motion is white.
+    """
+    if flow.ndim != 4 or flow.shape[1] != 2:
+        raise ValueError(f"flow_to_image expects Bx2xHxW flow, got shape {tuple(flow.shape)}")
+    flow = flow.to(torch.float64)
+    magnitude = flow.square().sum(dim=1).sqrt()  # BxHxW
+    peak = magnitude.flatten(1).amax(dim=1).view(-1, 1, 1)
+    u = flow[:, 0] / (peak + _EPSILON)
+    v = flow[:, 1] / (peak + _EPSILON)
+    radius = magnitude / (peak + _EPSILON)
+
+    wheel = colour_wheel().to(flow.device)
+    count = wheel.shape[0]
+    position = (torch.atan2(-v, -u) / torch.pi + 1) / 2 * (count - 1)
+    k0 = position.floor().long()
+    k1 = torch.where(k0 + 1 == count, 0, k0 + 1)
+    weight = (position - k0).unsqueeze(-1)
+    colour = ((1 - weight) * wheel[k0] + weight * wheel[k1]) / 255  # BxHxWx3
+    colour = 1 - radius.unsqueeze(-1) * (1 - colour)
+    return torch.floor(255 * colour).clamp(0, 255).to(torch.uint8)

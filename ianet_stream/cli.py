@@ -1,0 +1,69 @@
+"""The ``ianet-stream`` command line: discovers the subcommands in ``ianet_stream.commands``.
+
+Exit codes: 0 done, 1 failed, 2 usage or configuration error, 3 some inputs of a folder
+failed. A user error prints one line; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pkgutil
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+from ianet.errors import InputError
+from ianet_stream import __version__, commands
+from ianet_stream.console import console
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+class ConfigError(InputError):
+    """A configuration or usage error (exit code 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per module in ``ianet_stream.commands``."""
+    parser = argparse.ArgumentParser(
+        prog="ianet-stream",
+        description="Video salient-object detection: pipelines, training, evaluation.",
+    )
+    parser.add_argument("--version", action="version", version=f"ianet-stream {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = import_module(f"{commands.__name__}.{module_info.name}")
+        sub = module.register(subparsers)
+        sub.add_argument("--quiet", action="store_true", help="no progress or tables on stderr")
+        sub.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (also used by the console script)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or EXIT_OK)
+    except ConfigError as error:
+        if args.debug:
+            raise
+        console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+        return EXIT_USAGE
+    except (InputError, FileNotFoundError, PermissionError) as error:
+        if args.debug:
+            raise
+        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+    except Exception as error:  # noqa: BLE001 - the last line of defence for users
+        if args.debug:
+            raise
+        message = f"{type(error).__name__}: {error}".splitlines()[0]
+        console.print(f"[bold red]error:[/] {message} (run with --debug for details)")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The built-in stages, registered through the ``ianet_stream.stages`` entry points."""
