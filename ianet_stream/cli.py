@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from importlib import import_module
 
+from rich.markup import escape
+
 from ianet.errors import InputError
 from ianet_stream import __version__, commands
 from ianet_stream.console import console
@@ -47,21 +49,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         if args.debug:
             raise
-        console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+        console.print("[bold red]error:[/]", escape(str(error)), highlight=False)
         return EXIT_USAGE
     except (InputError, FileNotFoundError, PermissionError) as error:
         if args.debug:
             raise
-        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        console.print("[bold red]error:[/]", escape(str(error)), highlight=False)
         return EXIT_FAILED
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130
-    except Exception as error:  # noqa: BLE001 - the last line of defence for users
+    except Exception as error:  # the last line of defence: one line, not a traceback
         if args.debug:
             raise
         message = f"{type(error).__name__}: {error}".splitlines()[0]
-        console.print(f"[bold red]error:[/] {message} (run with --debug for details)")
+        console.print(
+            "[bold red]error:[/]", escape(message), "(--debug shows the traceback)", highlight=False
+        )
         return EXIT_FAILED
 
 

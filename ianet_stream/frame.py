@@ -1,0 +1,79 @@
+"""What flows through a pipeline: frames, and the markers that open and close a stream."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """A stream announced by a source before its first frame.
+
+    ``id`` is unique within a run; ``name`` is what outputs are named after (the input
+    file's stem, ``webcam0``, ...). ``container`` is the open PyAV input container when
+    the source is a file (sinks may copy its audio); it is ``None`` otherwise.
+    """
+
+    id: str
+    name: str
+    uri: str
+    width: int
+    height: int
+    rate: Fraction | None = None
+    time_base: Fraction | None = None
+    live: bool = False
+    container: Any = None
+
+
+@dataclass(eq=False)
+class Frame:
+    """A decoded picture and the fields the stages add to it.
+
+    Shapes (H, W of the picture):
+        image: HxWx3 uint8 RGB; a numpy array from decode, a torch tensor once a stage
+            has moved it to the pipeline's device (it stays there until a sink downloads it).
+        mask: HxW uint8 ground truth (0/255), from the synthetic source only.
+        flow: 2xHxW float32 tensor in pixels, the motion of each pixel of this frame since
+            the previous one (x then y), on this frame's grid; zeros for a stream's first frame.
+        flow_image: HxWx3 uint8 tensor, the colour-coded flow the model reads; ``None`` for
+            a stream's first frame (the model then sees zero flow, as still images in training).
+        saliency: HxW float32 tensor in [0, 1].
+        output: HxWx3 or HxWx4 (with alpha) uint8, the composited picture; sinks write
+            ``output`` when it is set and ``image`` otherwise.
+    """
+
+    image: Any
+    index: int
+    stream: str
+    pts: int | None = None
+    time_base: Fraction | None = None
+    captured: float = field(default_factory=time.monotonic)
+    mask: Any = None
+    flow: Any = None
+    flow_image: Any = None
+    saliency: Any = None
+    output: Any = None
+
+    @property
+    def time(self) -> float | None:
+        """Presentation time in seconds, when the source gave a timestamp."""
+        if self.pts is None or self.time_base is None:
+            return None
+        return float(self.pts * self.time_base)
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    """Sent through the pipeline before a stream's first frame."""
+
+    info: StreamInfo
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """Sent after a stream's last frame; stages flush that stream's state on it."""
+
+    stream: str

@@ -1,0 +1,99 @@
+"""The Stage protocol: what every pipeline stage, built-in or third-party, implements.
+
+A stage is a class registered under the ``ianet_stream.stages`` entry-point group:
+
+    [project.entry-points."ianet_stream.stages"]
+    mystage = "mypackage.module:MyStage"
+
+It declares its options as a dataclass (``Options``) whose fields carry a one-line
+``help`` in their metadata; the configuration layer validates YAML against it (types
+from the annotations, impossible values rejected by ``Options.__post_init__`` raising
+``ValueError``). The runner drives each stage in its own thread:
+
+    stage = MyStage(options, context)
+    stage.open()
+    for each message from upstream:
+        StreamStart -> stage.start_stream(info), then forwarded
+        frames      -> stage.process(frames), the returned frames forwarded
+        StreamEnd   -> stage.end_stream(stream_id), returned frames forwarded, then the marker
+    stage.close()        # always, also after an error or on shutdown
+
+Sources implement ``run(emit)`` instead of ``process``: they call ``emit`` with
+``StreamStart``, ``Frame`` and ``StreamEnd`` messages until the input ends or
+``stop()`` is called (from another thread), then return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from ianet_stream.frame import Frame, StreamEnd, StreamInfo, StreamStart
+
+Message = StreamStart | Frame | StreamEnd
+Emit = Callable[[Message], None]
+
+
+@dataclass
+class Context:
+    """Run-wide settings every stage sees.
+
+    ``device`` is resolved (``"cpu"``, ``"cuda:0"``); ``batch`` is the largest number of
+    frames a stage receives per ``process`` call; ``stats`` is where stages may record
+    counters the end-of-run table shows (``drops``, ``reconnects``, ...).
+    """
+
+    device: str = "cpu"
+    batch: int = 4
+    quiet: bool = False
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NoOptions:
+    """For stages without options."""
+
+
+class Stage:
+    """Base class of transform and sink stages."""
+
+    name: ClassVar[str]
+    help: ClassVar[str] = ""
+    kind: ClassVar[Literal["source", "transform", "sink"]] = "transform"
+    Options: ClassVar[type] = NoOptions
+    needs_torch: ClassVar[bool] = False
+
+    def __init__(self, options: Any, context: Context) -> None:
+        self.options = options
+        self.context = context
+
+    def open(self) -> None:
+        """Acquire resources (models, devices) before the first message."""
+
+    def start_stream(self, info: StreamInfo) -> None:
+        """A new stream begins (per-stream state, output files)."""
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        """Handle a batch of frames (possibly of several streams); return those to forward."""
+        return frames
+
+    def end_stream(self, stream: str) -> list[Frame]:
+        """A stream ended: flush its state; return any frames still held back."""
+        return []
+
+    def close(self) -> None:
+        """Release resources; called once, also after an error."""
+
+
+class Source(Stage):
+    """Base class of sources: the first stage of a pipeline."""
+
+    kind: ClassVar[Literal["source", "transform", "sink"]] = "source"
+
+    def run(self, emit: Emit) -> None:
+        """Emit messages until the input ends or ``stop`` is called."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Ask ``run`` to return soon (called from another thread)."""
