@@ -7,11 +7,13 @@ failed. A user error prints one line; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import pkgutil
 import sys
 from collections.abc import Sequence
 from importlib import import_module
 
+from rich.logging import RichHandler
 from rich.markup import escape
 
 from ianet.errors import InputError
@@ -41,9 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(quiet: bool, debug: bool) -> None:
+    """Route library warnings (truncated inputs, fallbacks) to the stderr console."""
+    handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+    root_level = logging.ERROR if quiet else logging.WARNING
+    logging.basicConfig(level=root_level, format="%(message)s", handlers=[handler], force=True)
+    ours = logging.DEBUG if debug else logging.ERROR if quiet else logging.INFO
+    for name in ("ianet", "ianet_stream", "ianet_stream_plugins"):
+        logging.getLogger(name).setLevel(ours)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (also used by the console script)."""
     args = build_parser().parse_args(argv)
+    configure_logging(quiet=args.quiet, debug=args.debug)
     try:
         return int(args.run(args) or EXIT_OK)
     except ConfigError as error:

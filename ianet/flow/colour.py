@@ -18,13 +18,13 @@ _EPSILON = 1e-5
 
 
 def colour_wheel() -> Tensor:
-    """The 55x3 colour wheel in [0, 255] (float64), starting at red, turning through yellow."""
+    """The 55x3 colour wheel in [0, 255] (float32), starting at red, turning through yellow."""
     ramps = []
     # Each segment: (channel that ramps, up or down, the channel held at 255).
     plan = ((1, True, 0), (0, False, 1), (2, True, 1), (1, False, 2), (0, True, 2), (2, False, 0))
     for count, (ramp_channel, rising, full_channel) in zip(_SEGMENTS, plan, strict=True):
-        ramp = torch.floor(255 * torch.arange(count, dtype=torch.float64) / count)
-        segment = torch.zeros(count, 3, dtype=torch.float64)
+        ramp = torch.floor(255 * torch.arange(count, dtype=torch.float32) / count)
+        segment = torch.zeros(count, 3)
         segment[:, full_channel] = 255
         segment[:, ramp_channel] = ramp if rising else 255 - ramp
         ramps.append(segment)
@@ -43,19 +43,18 @@ def flow_to_image(flow: Tensor) -> Tensor:
     """
     if flow.ndim != 4 or flow.shape[1] != 2:
         raise ValueError(f"flow_to_image expects Bx2xHxW flow, got shape {tuple(flow.shape)}")
-    flow = flow.to(torch.float64)
-    magnitude = flow.square().sum(dim=1).sqrt()  # BxHxW
+    flow = flow.float()
+    magnitude = torch.linalg.vector_norm(flow, dim=1)  # BxHxW
     peak = magnitude.flatten(1).amax(dim=1).view(-1, 1, 1)
-    u = flow[:, 0] / (peak + _EPSILON)
-    v = flow[:, 1] / (peak + _EPSILON)
-    radius = magnitude / (peak + _EPSILON)
+    radius = (magnitude / (peak + _EPSILON)).unsqueeze(-1)
 
-    wheel = colour_wheel().to(flow.device)
+    wheel = colour_wheel().to(flow.device) / 255
     count = wheel.shape[0]
-    position = (torch.atan2(-v, -u) / torch.pi + 1) / 2 * (count - 1)
-    k0 = position.floor().long()
+    # The angle does not depend on the normalisation, so it is taken from the raw flow.
+    position = (torch.atan2(-flow[:, 1], -flow[:, 0]) / torch.pi + 1) * ((count - 1) / 2)
+    k0 = position.long()
     k1 = torch.where(k0 + 1 == count, 0, k0 + 1)
     weight = (position - k0).unsqueeze(-1)
-    colour = ((1 - weight) * wheel[k0] + weight * wheel[k1]) / 255  # BxHxWx3
-    colour = 1 - radius.unsqueeze(-1) * (1 - colour)
-    return torch.floor(255 * colour).clamp(0, 255).to(torch.uint8)
+    colour = torch.lerp(wheel[k0], wheel[k1], weight)  # BxHxWx3
+    colour = 1 - radius * (1 - colour)
+    return (255 * colour).clamp_(0, 255).to(torch.uint8)

@@ -1,0 +1,133 @@
+"""``ianet-stream synth``: write a synthetic video salient-object dataset with triplet lists."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+DESCRIPTION = """\
+Write a synthetic video salient-object dataset: textured objects that move on their own
+over a panning, zooming textured background, with look-alike distractors fixed to the
+background, occluders, objects entering and leaving, and brightness changes. Per clip:
+JPEG frames (Imgs/), exact 0/255 masks (ground-truth/), the model's colour-coded flow
+(flow/, on each frame's own grid), the exact optical flow from the previous frame
+(flow-exact/NNNNN.npy, float32 2xHxW, x then y, on the previous frame's grid) and an
+mp4 (videos/); train.txt and test.txt list 'img gt flow' rows relative to the dataset
+folder (the first frame of a clip has no flow column). The same seed gives the same
+files. Odd sizes are allowed; the mp4 then drops the last row or column (yuv420p)."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "synth",
+        help="write a synthetic video salient-object dataset",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="parent folder")
+    parser.add_argument("--name", default="SYNTH", metavar="DATASET", help="dataset folder name")
+    parser.add_argument("--clips", type=int, default=4, metavar="N", help="number of clips")
+    parser.add_argument("--frames", type=int, default=24, metavar="N", help="frames per clip")
+    parser.add_argument("--size", default="320x192", metavar="WxH", help="frame size in pixels")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="base random seed")
+    parser.add_argument(
+        "--test-clips",
+        type=int,
+        default=None,
+        metavar="N",
+        help="clips listed in test.txt (the last ones); default a fifth, at least one",
+    )
+    parser.add_argument(
+        "--preset", choices=("default", "hard"), default="default", help="scene difficulty"
+    )
+    parser.add_argument("--fps", type=float, default=25.0, help="frame rate of the mp4 files")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing dataset of that name"
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``'320x192'`` -> ``(320, 192)``; a ConfigError names the option otherwise."""
+    from ianet_stream.cli import ConfigError
+
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if match is None:
+        raise ConfigError(f"--size: expected WIDTHxHEIGHT such as 320x192, got {text!r}")
+    width, height = int(match[1]), int(match[2])
+    if width < 32 or height < 32:
+        raise ConfigError(f"--size: width and height must be at least 32, got {text!r}")
+    return width, height
+
+
+def write_mp4(path: Path, pictures: Sequence[np.ndarray], fps: float) -> None:
+    """Encode HxWx3 uint8 RGB pictures as H.264 (yuv420p); odd sizes lose a row/column."""
+    import av
+    import numpy as np
+
+    height, width = pictures[0].shape[:2]
+    even_height, even_width = height - height % 2, width - width % 2
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = even_width, even_height, "yuv420p"
+        for picture in pictures:
+            frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(picture[:even_height, :even_width]), format="rgb24"
+            )
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from ianet.data.synthetic import PRESETS, write_dataset
+    from ianet_stream.cli import EXIT_OK, ConfigError
+    from ianet_stream.console import console
+
+    size = parse_size(args.size)
+    for option, value in (("--clips", args.clips), ("--frames", args.frames)):
+        if value < 1:
+            raise ConfigError(f"{option}: expected an integer >= 1, got {value}")
+    if args.test_clips is not None and not 0 <= args.test_clips <= args.clips:
+        raise ConfigError(f"--test-clips: expected 0 to {args.clips}, got {args.test_clips}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed: expected an integer >= 0, got {args.seed}")
+    if args.fps <= 0:
+        raise ConfigError(f"--fps: expected a positive number, got {args.fps}")
+    if not args.name or "/" in args.name or "\\" in args.name or args.name.startswith("."):
+        raise ConfigError(f"--name: expected a plain folder name, got {args.name!r}")
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=args.quiet, transient=True) as progress:
+        task = progress.add_task("synth", total=args.clips * args.frames)
+        folder = write_dataset(
+            args.out,
+            args.name,
+            clips=args.clips,
+            frames=args.frames,
+            size=size,
+            seed=args.seed,
+            config=PRESETS[args.preset],
+            test_clips=args.test_clips,
+            video_writer=write_mp4,
+            fps=args.fps,
+            overwrite=args.overwrite,
+            progress=lambda: progress.advance(task),
+        )
+    if not args.quiet:
+        console.print(
+            f"wrote {escape(str(folder))}: {args.clips} clips of {args.frames} frames "
+            f"at {size[0]}x{size[1]}, lists {escape(str(folder / 'train.txt'))} and "
+            f"{escape(str(folder / 'test.txt'))}",
+            highlight=False,
+        )
+    return EXIT_OK

@@ -1,0 +1,97 @@
+"""The masks sink: one 8-bit greyscale PNG per frame, ``<path>/<stream name>/<index:05d>.png``.
+
+It writes ``frame.saliency`` (HxW in [0, 1], stored as ``round(x * 255)``), or the
+ground-truth ``frame.mask`` when a frame has no saliency, so ``decode synthetic: -> masks``
+dumps the generator's ground truth. Each stream's folder is written under a temporary name
+and renamed when the run succeeds. Frames pass through, so other sinks can follow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from PIL import Image
+
+from ianet_stream.cli import ConfigError
+from ianet_stream.frame import Frame, StreamInfo
+from ianet_stream.stage import Context, Stage
+
+from .video import PendingOutputs, to_numpy
+
+
+def mask_image(values: Any) -> np.ndarray:
+    """HxW uint8 from a saliency map (float in [0, 1] -> round(x * 255)) or a uint8 mask.
+
+    ``values`` is a numpy array or a tensor on any device, HxW or 1xHxW.
+    """
+    array = to_numpy(values)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise ValueError(f"masks: expected an HxW map, got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return array
+    return np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+@dataclass
+class MasksOptions:
+    """Options of the masks sink."""
+
+    path: str = field(
+        metadata={
+            "help": "folder of <stream name>/<frame index>.png: the saliency maps, or the "
+            "ground-truth masks of frames without one (decode synthetic: -> masks)"
+        }
+    )
+
+    def __post_init__(self) -> None:
+        if not self.path.strip() or self.path == "-":
+            raise ValueError("path: expected a folder")
+
+
+class Masks(Stage):
+    """Writes each frame's saliency map (or ground-truth mask) as an 8-bit PNG."""
+
+    name: ClassVar[str] = "masks"
+    help: ClassVar[str] = (
+        "write saliency maps as PNGs, <path>/<stream>/<index>.png (ground-truth masks of "
+        "frames without saliency, e.g. from synthetic:)"
+    )
+    kind: ClassVar[Literal["source", "transform", "sink"]] = "sink"
+    Options: ClassVar[type] = MasksOptions
+
+    def __init__(self, options: MasksOptions, context: Context) -> None:
+        super().__init__(options, context)
+        self._folders: dict[str, Path] = {}
+        self._outputs = PendingOutputs()
+
+    def start_stream(self, info: StreamInfo) -> None:
+        folder = self._outputs.reserve(Path(self.options.path) / info.name)
+        folder.mkdir()
+        self._folders[info.id] = folder
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        for frame in frames:
+            values = frame.saliency if frame.saliency is not None else frame.mask
+            if values is None:
+                raise ConfigError(
+                    "masks: the frames have no saliency (put a saliency stage before masks) "
+                    "and no ground-truth mask"
+                )
+            path = self._folders[frame.stream] / f"{frame.index:05d}.png"
+            Image.fromarray(mask_image(values)).save(path, format="PNG")
+        return frames
+
+    def end_stream(self, stream: str) -> list[Frame]:
+        folder = self._folders.pop(stream, None)
+        if folder is not None:
+            self._outputs.complete(folder)
+        return []
+
+    def close(self) -> None:
+        self._folders.clear()
+        self._outputs.finish(failed=self.context.failed)

@@ -1,0 +1,83 @@
+"""Helpers the PyAV stages share: pictures as numpy arrays, and outputs written under
+temporary names that become final only when the run succeeds."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def to_numpy(picture: Any) -> np.ndarray:
+    """A picture or map as a numpy array: numpy as it is, a tensor (any device) downloaded.
+
+    Tensors are recognised by their ``cpu`` method, so this module never imports torch.
+    """
+    if hasattr(picture, "cpu"):
+        picture = picture.cpu().numpy()
+    return np.asarray(picture)
+
+
+def temporary_name(final: Path) -> Path:
+    """A hidden name beside ``final`` that keeps its extension (so muxers are chosen right).
+
+    ``out/clip.mp4`` -> ``out/.clip.mp4.part-1a2b3c4d.mp4``.
+    """
+    return final.with_name(f".{final.name}.part-{secrets.token_hex(4)}{final.suffix}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+class PendingOutputs:
+    """Files and folders written under temporary names, renamed to their final names at the end.
+
+    ``reserve(final)`` gives the temporary name to write to; ``complete(temporary)`` marks it
+    whole; ``finish(failed)`` renames the complete ones (replacing what the final names held)
+    unless ``failed``, and removes every other temporary name, so a final name only ever
+    holds a complete output.
+    """
+
+    def __init__(self) -> None:
+        self._finals: dict[Path, Path] = {}
+        self._complete: set[Path] = set()
+
+    def reserve(self, final: Path) -> Path:
+        """Create ``final``'s folder and return a fresh temporary name beside it."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temporary = temporary_name(final)
+        self._finals[temporary] = final
+        return temporary
+
+    def complete(self, temporary: Path) -> None:
+        """Mark a reserved output as complete."""
+        self._complete.add(temporary)
+
+    def discard(self, temporary: Path) -> None:
+        """Remove a reserved output now (it will not be renamed)."""
+        self._finals.pop(temporary, None)
+        self._complete.discard(temporary)
+        _remove(temporary)
+
+    def finish(self, failed: bool) -> list[Path]:
+        """Rename the complete outputs (none when ``failed``), remove the rest; the final names."""
+        renamed = []
+        for temporary, final in self._finals.items():
+            if failed or temporary not in self._complete:
+                _remove(temporary)
+                continue
+            if final.is_dir() and not final.is_symlink():
+                shutil.rmtree(final)
+            os.replace(temporary, final)
+            renamed.append(final)
+        self._finals.clear()
+        self._complete.clear()
+        return renamed
