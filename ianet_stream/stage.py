@@ -18,6 +18,11 @@ from the annotations, impossible values rejected by ``Options.__post_init__`` ra
         StreamEnd   -> stage.end_stream(stream_id), returned frames forwarded, then the marker
     stage.close()        # always, also after an error or on shutdown
 
+Sinks write to a temporary name and, in ``close``, rename it to the final name unless
+``context.failed`` is set (the runner sets it before ``close`` when the run failed, was
+aborted, or a folder run's clip was interrupted): they then remove the partial output, so
+a final name only ever holds a complete output.
+
 Sources implement ``run(emit)`` instead of ``process``: they call ``emit`` with
 ``StreamStart``, ``Frame`` and ``StreamEnd`` messages until the input ends or
 ``stop()`` is called (from another thread), then return.
@@ -25,6 +30,7 @@ Sources implement ``run(emit)`` instead of ``process``: they call ``emit`` with
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -41,13 +47,16 @@ class Context:
 
     ``device`` is resolved (``"cpu"``, ``"cuda:0"``); ``batch`` is the largest number of
     frames a stage receives per ``process`` call; ``stats`` is where stages may record
-    counters the end-of-run table shows (``drops``, ``reconnects``, ...).
+    counters the end-of-run table shows (``drops``, ``reconnects``, ...); each stage has its
+    own ``Context`` (same settings, its own ``stats``). ``failed`` is set by the runner
+    before ``close`` when the outputs must not be kept (see the module docstring).
     """
 
     device: str = "cpu"
     batch: int = 4
     quiet: bool = False
     stats: dict[str, Any] = field(default_factory=dict)
+    failed: bool = False
 
 
 @dataclass
@@ -84,6 +93,18 @@ class Stage:
 
     def close(self) -> None:
         """Release resources; called once, also after an error."""
+
+    @classmethod
+    def clip_output(cls, options: Any, folder: str, stem: str) -> tuple[str, str]:
+        """For a sink in a folder run: where the clip named ``stem`` goes.
+
+        Returns ``(path, done)``: the value the runner gives this sink's ``path`` option
+        for that clip, and the file or folder that exists once the clip's output is
+        complete (``--skip-existing`` looks for it). This default suits sinks that write
+        ``<path>/<stream name>/...`` (masks); sinks writing one file per clip return
+        ``(f"{folder}/{stem}.mp4",) * 2`` (the extension from their options).
+        """
+        return folder, os.path.join(folder, stem)
 
 
 class Source(Stage):
