@@ -27,11 +27,15 @@ import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ianet.data import _render as render
 from ianet.errors import InputError
+
+if TYPE_CHECKING:
+    from ianet.flow import FlowEstimator
 
 VideoWriter = Callable[[Path, Sequence[np.ndarray], float], None]
 
@@ -603,10 +607,12 @@ def _write_clip(
     video: SyntheticVideo,
     pictures: list[np.ndarray] | None,
     progress: Callable[[], None] | None,
+    estimator: FlowEstimator | None,
 ) -> list[str]:
     """Write one clip's files under ``dataset/clip_name``; returns its list rows.
 
-    Appends each picture to ``pictures`` when given (for the video writer).
+    Appends each picture to ``pictures`` when given (for the video writer). The flow images
+    colour-code the exact ``motion``, or what ``estimator`` finds between the pictures.
     """
     import torch
     from PIL import Image
@@ -621,7 +627,10 @@ def _write_clip(
     rows, pending = [], []
 
     def colour_pending() -> None:
-        motions = torch.from_numpy(np.stack([frame.motion for frame in pending]))
+        if estimator is None:
+            motions = torch.from_numpy(np.stack([frame.motion for frame in pending]))
+        else:
+            motions = estimator(torch.from_numpy(np.stack([f.image for f in pending]))).flow
         for frame, colour in zip(pending, flow_to_image(motions).numpy(), strict=True):
             Image.fromarray(colour).save(folders["flow"] / f"{frame.index:05d}.png")
         pending.clear()
@@ -637,6 +646,9 @@ def _write_clip(
             pending.append(frame)
             if len(pending) == _FLOW_BATCH:
                 colour_pending()
+        elif estimator is not None:
+            estimator.reset()
+            estimator(torch.from_numpy(frame.image[None]))
         rows.append(" ".join(row))
         if pictures is not None:
             pictures.append(frame.image)
@@ -661,6 +673,8 @@ def write_dataset(
     fps: float = 25.0,
     overwrite: bool = False,
     progress: Callable[[], None] | None = None,
+    flow_method: str = "exact",
+    flow_options: dict[str, object] | None = None,
 ) -> Path:
     """Write a synthetic dataset in the DAVIS-like layout with triplet lists; returns its folder.
 
@@ -677,6 +691,11 @@ def write_dataset(
     The last ``test_clips`` clips (default: a fifth, at least one when there are two or
     more) go to test.txt. Clip ``c`` uses ``clip_seed(seed, c)``. The folder is written under
     a temporary name and renamed when complete. ``progress`` is called once per frame.
+
+    ``flow_method`` ``exact`` colour-codes the generator's exact motion; an estimator's name
+    (``tvl1``, ``raft_small``, ...) colour-codes what ``ianet.flow.FlowEstimator`` finds with
+    ``flow_options``, frame after frame as the streaming flow stage does, so that a model
+    trained on the dataset sees the flow it will see in a pipeline.
     """
     if clips < 1 or frames < 1:
         raise InputError(
@@ -692,6 +711,11 @@ def write_dataset(
     final = out / name
     if final.exists() and not overwrite:
         raise InputError(f"{final}: already exists (choose another name, or overwrite it)")
+    estimator = None
+    if flow_method != "exact":
+        from ianet.flow import FlowEstimator
+
+        estimator = FlowEstimator(flow_method, **(flow_options or {}))
     out.mkdir(parents=True, exist_ok=True)
     partial = out / f".{name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
@@ -700,7 +724,8 @@ def write_dataset(
         for clip in range(clips):
             video = SyntheticVideo(clip_seed(seed, clip), size, frames, config)
             pictures = [] if video_writer is not None else None
-            rows.append(_write_clip(partial, f"clip{clip:03d}", video, pictures, progress))
+            clip_name = f"clip{clip:03d}"
+            rows.append(_write_clip(partial, clip_name, video, pictures, progress, estimator))
             if video_writer is not None:
                 (partial / "videos").mkdir(exist_ok=True)
                 video_writer(partial / "videos" / f"clip{clip:03d}.mp4", pictures, fps)

@@ -49,6 +49,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of the mp4 files")
     parser.add_argument(
+        "--flow",
+        choices=("exact", "tvl1", "raft_small", "raft_large"),
+        default="exact",
+        help="flow images from the exact motion, or estimated as the pipeline's flow stage does",
+    )
+    parser.add_argument(
+        "--flow-preset",
+        choices=("fast", "balanced", "accurate"),
+        default="fast",
+        help="tvl1 preset for --flow tvl1",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing dataset of that name"
     )
     parser.set_defaults(run=run)
@@ -122,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
             fps=args.fps,
             overwrite=args.overwrite,
             progress=lambda: progress.advance(task),
+            flow_method=args.flow,
+            flow_options={"preset": args.flow_preset} if args.flow == "tvl1" else {},
         )
     if not args.quiet:
         console.print(

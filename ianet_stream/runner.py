@@ -1,0 +1,332 @@
+"""The runner: every stage in its own thread, bounded queues between them.
+
+Messages (``StreamStart``, frames, ``StreamEnd``) flow from the source to the last sink in
+order; when the source's input ends, an end-of-input marker follows them and each stage
+closes after forwarding it, so every stage has flushed when its successor closes. A
+stage takes up to ``batch`` frames per call: what is queued, without waiting for more.
+
+Stopping: the first SIGINT/SIGTERM calls ``source.stop()`` and lets the frames in flight
+through (outputs complete and kept); a second one, or a stage's error, aborts: every
+context is marked ``failed`` (sinks discard their partial outputs), the queues are closed
+so blocked stages wake up, and every stage is closed.
+"""
+
+from __future__ import annotations
+
+import collections
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import replace
+from typing import Any, Literal
+
+from rich.live import Live
+from rich.text import Text
+
+from ianet.errors import InputError
+from ianet_stream.config import PipelineSpec, resolve_device
+from ianet_stream.console import console
+from ianet_stream.frame import Frame, StreamEnd, StreamStart
+from ianet_stream.stage import Context, Message, Source, Stage
+from ianet_stream.stats import RunSummary, StageStats, Status, status_line
+from ianet_stream.uris import redact
+
+ABORT_GRACE_S = 3.0  # how long an abort waits for stages to close before giving up on them
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class PipelineError(InputError):
+    """A stage failed; the message names the stage and the input."""
+
+
+class QueueClosed(Exception):
+    """The pipeline is being torn down: stop what you are doing."""
+
+
+class EndOfInput:
+    """Follows the last message of a run through every queue."""
+
+    def __repr__(self) -> str:
+        return "END_OF_INPUT"
+
+
+END_OF_INPUT = EndOfInput()
+Item = Message | EndOfInput
+
+
+class MessageQueue:
+    """A bounded queue of messages between two stages.
+
+    ``policy="block"``: a full queue makes ``put`` wait (back-pressure: nothing is lost).
+    ``policy="latest"``: a full queue drops its oldest frame to make room for a new one
+    (stream markers are never dropped) and counts it in ``dropped``: for live sources,
+    whose latency must stay bounded when the stages downstream are slower.
+    """
+
+    def __init__(self, capacity: int, policy: Literal["block", "latest"] = "block") -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self.policy = policy
+        self.dropped = 0
+        self._items: collections.deque[Item] = collections.deque()
+        self._changed = threading.Condition()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: Item) -> None:
+        """Append ``item``; raises ``QueueClosed`` once the queue is closed."""
+        with self._changed:
+            if self.policy == "latest" and isinstance(item, Frame):
+                while len(self._items) >= self.capacity and self._drop_oldest_frame():
+                    self.dropped += 1
+            while len(self._items) >= self.capacity and not self._closed:
+                self._changed.wait()
+            if self._closed:
+                raise QueueClosed
+            self._items.append(item)
+            self._changed.notify_all()
+
+    def take(self, limit: int) -> list[Item]:
+        """Wait for the next item; a frame comes with the frames queued right behind it,
+        up to ``limit`` in all. Returns ``[marker]`` or a list of frames."""
+        with self._changed:
+            while not self._items and not self._closed:
+                self._changed.wait()
+            if self._closed:
+                raise QueueClosed
+            taken = [self._items.popleft()]
+            if isinstance(taken[0], Frame):
+                while len(taken) < limit and self._items and isinstance(self._items[0], Frame):
+                    taken.append(self._items.popleft())
+            self._changed.notify_all()
+            return taken
+
+    def close(self) -> None:
+        """Wake every waiter with ``QueueClosed``; later puts and takes raise it too."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    def _drop_oldest_frame(self) -> bool:
+        for position, item in enumerate(self._items):
+            if isinstance(item, Frame):
+                del self._items[position]
+                return True
+        return False
+
+
+def run_pipeline(
+    spec: PipelineSpec,
+    *,
+    quiet: bool = False,
+    keep_interrupted: bool = True,
+    signals: Sequence[signal.Signals] = STOP_SIGNALS,
+) -> RunSummary:
+    """Run a validated pipeline to the end of its input (or until stopped).
+
+    ``keep_interrupted=False`` makes the first signal abort (outputs discarded) rather than
+    stop the source and flush: a folder run wants no truncated clip under a final name.
+    ``signals`` are handled only when called from the main thread. Never raises for a
+    stage's error: the summary's ``status`` is ``failed`` and its ``error`` names the stage
+    and the input.
+    """
+    device = resolve_device(spec)
+    base = Context(device=device, batch=spec.batch, quiet=quiet)
+    runner = _Runner(spec, [replace(base, stats={}) for _ in spec.stages], keep_interrupted)
+    return runner.run(quiet=quiet, signals=signals)
+
+
+class _Runner:
+    def __init__(self, spec: PipelineSpec, contexts: list[Context], keep_interrupted: bool):
+        self.spec = spec
+        self.contexts = contexts
+        self.keep_interrupted = keep_interrupted
+        self.input = redact(str(getattr(spec.source.options, "uri", spec.source.name)))
+        self.queues = [MessageQueue(2 * spec.batch) for _ in spec.stages[1:]]
+        self.stats = [
+            StageStats(stage.name, stage.label, context.stats)
+            for stage, context in zip(spec.stages, contexts, strict=True)
+        ]
+        self.stages: list[Stage | None] = [None] * len(spec.stages)
+        self._lock = threading.RLock()  # also taken by signal handlers
+        self._error: tuple[int, Exception] | None = None
+        self._stopping = False
+        self._aborted_at: float | None = None
+        self._source_stopped = False
+        self._open_streams: set[str] = set()
+        self._source_clock = 0.0
+
+    def run(self, *, quiet: bool, signals: Sequence[signal.Signals]) -> RunSummary:
+        threads = [threading.Thread(target=self._source_main, name="stage-0", daemon=True)]
+        threads += [
+            threading.Thread(target=self._stage_main, args=(i,), name=f"stage-{i}", daemon=True)
+            for i in range(1, len(self.spec.stages))
+        ]
+        started = time.perf_counter()
+        with handling_signals(signals, self._on_signal):
+            for thread in threads:
+                thread.start()
+            self._wait(threads, started, quiet)
+        seconds = time.perf_counter() - started
+        if self._error is not None:
+            index, exception = self._error
+            reason = _one_line(exception).removeprefix(f"{self.input}: ")
+            error = f"{self.spec.stages[index].label} on {self.input}: {reason}"
+            return RunSummary(self.input, "failed", seconds, self.stats, error, exception)
+        return RunSummary(self.input, self._status(), seconds, self.stats)
+
+    def _status(self) -> Status:
+        if self._aborted_at is not None:
+            return "aborted"
+        return "interrupted" if self._stopping else "done"
+
+    def _wait(self, threads: list[threading.Thread], started: float, quiet: bool) -> None:
+        live = None if quiet else Live(console=console, transient=True, refresh_per_second=4)
+        with live or nullcontext():
+            while alive := [thread for thread in threads if thread.is_alive()]:
+                if self._aborted_at is not None and (
+                    time.monotonic() - self._aborted_at > ABORT_GRACE_S
+                ):
+                    return
+                alive[0].join(0.1)
+                if live is not None:
+                    line = status_line(self.stats, time.perf_counter() - started)
+                    if self._stopping:
+                        line += "  |  stopping (again to quit at once)"
+                    live.update(Text(line))
+
+    def _source_main(self) -> None:
+        spec, outbox = self.spec.stages[0], self.queues[0]
+        try:
+            source = spec.cls(spec.options, self.contexts[0])
+            if not isinstance(source, Source):
+                raise TypeError(f"{spec.cls.__name__} is not a Source")
+            self.stages[0] = source
+            source.open()
+            self._source_clock = time.perf_counter()
+            if not (self._stopping or self._aborted_at or self._error):
+                source.run(self._emit)
+            for stream in sorted(self._open_streams):
+                self._emit(StreamEnd(stream))
+            outbox.put(END_OF_INPUT)
+        except QueueClosed:
+            pass
+        except Exception as error:
+            self._fail(0, error)
+        finally:
+            self._close(0)
+
+    def _emit(self, message: Message) -> None:
+        now = time.perf_counter()
+        is_frame = isinstance(message, Frame)
+        if isinstance(message, StreamStart):
+            self._open_streams.add(message.info.id)
+        elif isinstance(message, StreamEnd):
+            self._open_streams.discard(message.stream)
+        elif not is_frame:
+            raise TypeError(f"a source emitted {type(message).__name__}, not a message")
+        self.stats[0].record(now - self._source_clock, int(is_frame))
+        queue = self.queues[0]
+        queue.put(message)
+        if queue.dropped:
+            self.contexts[0].stats["drops"] = queue.dropped
+        self._source_clock = time.perf_counter()
+
+    def _stage_main(self, index: int) -> None:
+        spec, stats = self.spec.stages[index], self.stats[index]
+        inbox = self.queues[index - 1]
+        outbox = self.queues[index] if index < len(self.queues) else None
+        try:
+            stage = self.stages[index] = spec.cls(spec.options, self.contexts[index])
+            stage.open()
+            while (messages := inbox.take(self.spec.batch))[0] is not END_OF_INPUT:
+                head = messages[0]
+                started = time.perf_counter()
+                if isinstance(head, Frame):
+                    out = stage.process(messages)
+                elif isinstance(head, StreamStart):
+                    stage.start_stream(head.info)
+                    out = [head]
+                else:
+                    out = [*stage.end_stream(head.stream), head]
+                frames = len(messages) if isinstance(head, Frame) else 0
+                stats.record(time.perf_counter() - started, frames)
+                if outbox is not None:
+                    for message in out:
+                        outbox.put(message)
+            if outbox is not None:
+                outbox.put(END_OF_INPUT)
+        except QueueClosed:
+            pass
+        except Exception as error:
+            self._fail(index, error)
+        finally:
+            self._close(index)
+
+    def _close(self, index: int) -> None:
+        stage = self.stages[index]
+        if stage is None:
+            return
+        try:
+            stage.close()
+        except Exception as error:
+            self._fail(index, error)
+
+    def _fail(self, index: int, error: Exception) -> None:
+        with self._lock:
+            if self._error is None and self._aborted_at is None:
+                self._error = (index, error)
+        self._abort()
+
+    def _abort(self) -> None:
+        for context in self.contexts:
+            context.failed = True
+        for queue in self.queues:
+            queue.close()
+        self._stop_source()
+
+    def _stop_source(self) -> None:
+        with self._lock:
+            source = self.stages[0]
+            if source is None or self._source_stopped:
+                return
+            self._source_stopped = True
+        try:
+            source.stop()
+        except Exception as error:
+            self._fail(0, error)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._stopping or not self.keep_interrupted:
+            self._aborted_at = time.monotonic()
+            self._abort()
+        else:
+            self._stopping = True
+            self._stop_source()
+
+
+def _one_line(error: Exception) -> str:
+    """An error's first line; its type too, unless it is a user-facing ``InputError``."""
+    text = str(error).strip()
+    if not isinstance(error, InputError):
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextmanager
+def handling_signals(signals: Sequence[signal.Signals], handler: Any) -> Iterator[None]:
+    """Install ``handler`` for ``signals`` (main thread only), restoring the old ones after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, handler) for number in signals}
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)

@@ -1,0 +1,90 @@
+"""Input URIs: what kind of input a string names, a stream name for it, and redaction.
+
+Kinds: ``-`` (stdin/stdout), ``lavfi:GRAPH`` (an FFmpeg filter graph, e.g. ``testsrc2``),
+``synthetic:`` (the built-in generator), ``webcam:N``, network URLs (``rtsp://``,
+``http://``, ...), a folder, or a file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+VIDEO_EXTENSIONS = frozenset(
+    {"mp4", "mkv", "webm", "mov", "avi", "m4v", "ts", "mts", "m2ts", "mpg", "mpeg", "flv", "wmv"}
+    | {"gif", "3gp", "ogv", "y4m"}
+)
+NETWORK_SCHEMES = frozenset(
+    {"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"}
+)
+_SECRET_QUERY_KEYS = re.compile(r"pass|token|key|secret|auth|sig", re.IGNORECASE)
+
+Kind = Literal["stdio", "lavfi", "synthetic", "webcam", "network", "folder", "file"]
+
+
+@dataclass(frozen=True)
+class Uri:
+    """A parsed input: its ``kind`` and ``target`` (path, graph, generator options, camera
+    index or URL, after the ``scheme:`` prefix where there is one)."""
+
+    raw: str
+    kind: Kind
+    target: str
+
+    @property
+    def name(self) -> str:
+        """A short name for outputs and messages: a file's stem, ``webcam0``, a host name."""
+        if self.kind in ("file", "folder"):
+            return Path(self.target).stem or Path(self.target).resolve().name
+        if self.kind == "stdio":
+            return "stdin"
+        if self.kind == "webcam":
+            return f"webcam{self.target}"
+        if self.kind == "network":
+            return urlsplit(self.target).hostname or "stream"
+        return self.kind
+
+
+def parse_uri(raw: str) -> Uri:
+    """Classify an input string (folders and files by what is on disk)."""
+    if raw == "-":
+        return Uri(raw, "stdio", "-")
+    prefix, colon, rest = raw.partition(":")
+    if colon and prefix in ("lavfi", "synthetic", "webcam"):
+        return Uri(raw, prefix, rest)
+    if colon and prefix.lower() in NETWORK_SCHEMES and rest.startswith("//"):
+        return Uri(raw, "network", raw)
+    return Uri(raw, "folder" if Path(raw).is_dir() else "file", raw)
+
+
+def redact(uri: str) -> str:
+    """``uri`` with passwords and secret query values replaced by ``***`` (for messages)."""
+    parts = urlsplit(uri)
+    if parts.scheme.lower() not in NETWORK_SCHEMES:
+        return uri
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, has_password, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if has_password else netloc
+    query = urlencode(
+        [
+            (key, "***" if _SECRET_QUERY_KEYS.search(key) else value)
+            for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="*",
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def is_video_file(path: Path) -> bool:
+    """Whether ``path`` is a file whose extension is a video container's."""
+    return path.is_file() and path.suffix.lower().lstrip(".") in VIDEO_EXTENSIONS
+
+
+def list_videos(folder: Path) -> list[Path]:
+    """The video files directly in ``folder`` (by extension), sorted by name."""
+    return sorted(path for path in folder.iterdir() if is_video_file(path))

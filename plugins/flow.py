@@ -1,0 +1,153 @@
+"""The ``flow`` stage: each frame's motion flow and the colour-coded image the model reads.
+
+One ``ianet.flow.FlowEstimator`` per stream keeps the stream's last frame, so a frame's
+flow is its motion since the frame before (DESIGN "Flow convention"); a stream's first
+frame gets zero flow and no flow image. The stage moves the pictures to the pipeline's
+device (``frame.image`` becomes an HxWx3 uint8 tensor there), so flow, saliency and
+compositing never leave it. Flow is estimated at a working size (the short side scaled
+down to ``size``) and scaled back to the frame's size.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ianet.flow import FlowEstimator, flow_to_image
+from ianet.flow.raft import load_raft
+from ianet_stream.frame import Frame, StreamInfo
+from ianet_stream.stage import Context, Stage
+
+_MIN_SIZE = 16
+
+
+@dataclass
+class FlowOptions:
+    """Options of the ``flow`` stage."""
+
+    method: Literal["tvl1", "raft_small", "raft_large"] = field(
+        default="tvl1",
+        metadata={"help": "tvl1 (weight-free), raft_small or raft_large (torchvision weights)"},
+    )
+    preset: Literal["fast", "balanced", "accurate"] = field(
+        default="fast", metadata={"help": "tvl1: speed against accuracy"}
+    )
+    size: int | None = field(
+        default=256,
+        metadata={
+            "help": "working size: the short side the frames are scaled down to for "
+            "estimation (flow scaled back); none: the frame's size"
+        },
+    )
+    alignment: Literal["current", "previous"] = field(
+        default="current",
+        metadata={
+            "help": "current: each pixel's motion since the previous frame, on this frame's "
+            "grid; previous: on the previous frame's grid"
+        },
+    )
+    warm_start: bool = field(
+        default=True, metadata={"help": "start each estimate from the stream's previous flow"}
+    )
+    weights: str = field(
+        default="auto",
+        metadata={"help": "raft: 'auto' (torchvision's cache or download) or a weights file"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.size is not None and self.size < _MIN_SIZE:
+            raise ValueError(f"size: expected at least {_MIN_SIZE} pixels, got {self.size}")
+
+
+class Flow(Stage):
+    """Optical flow per stream, on the pipeline's device."""
+
+    name: ClassVar[str] = "flow"
+    help: ClassVar[str] = (
+        "optical flow of each frame since the previous one (TV-L1 or RAFT) and its colour image"
+    )
+    Options: ClassVar[type] = FlowOptions
+    needs_torch: ClassVar[bool] = True
+
+    def __init__(self, options: FlowOptions, context: Context) -> None:
+        super().__init__(options, context)
+        self.device = torch.device(context.device)
+        self._estimators: dict[str, FlowEstimator] = {}
+        is_raft = options.method != "tvl1"
+        self._method_options = (
+            {"weights": options.weights} if is_raft else {"preset": options.preset}
+        )
+
+    def open(self) -> None:
+        if self.options.method != "tvl1":  # load the weights now: a missing file fails early
+            load_raft(self.options.method, self.options.weights, self.device)
+
+    def start_stream(self, info: StreamInfo) -> None:
+        self._estimators[info.id] = FlowEstimator(
+            self.options.method,
+            self.options.alignment,
+            self.options.warm_start,
+            **self._method_options,
+        )
+
+    def end_stream(self, stream: str) -> list[Frame]:
+        self._estimators.pop(stream, None)
+        return []
+
+    def close(self) -> None:
+        self._estimators.clear()
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        runs = itertools.groupby(frames, key=lambda f: (f.stream, tuple(f.image.shape)))
+        for (stream, _), run in runs:
+            group = list(run)
+            images = torch.stack([torch.as_tensor(f.image) for f in group]).to(self.device)
+            flow, flow_images, valid = self._estimate(stream, images)
+            for i, frame in enumerate(group):
+                frame.image = images[i]
+                frame.flow = flow[i]
+                frame.flow_image = flow_images[i] if valid[i] else None
+        return frames
+
+    def _estimate(self, stream: str, images: Tensor) -> tuple[Tensor, Tensor, tuple[bool, ...]]:
+        """Flow (Bx2xHxW), flow images (BxHxWx3 uint8) and validity of consecutive frames."""
+        height, width = images.shape[1:3]
+        small = resize_images(images, working_size(height, width, self.options.size))
+        estimator = self._estimators.get(stream)
+        if estimator is None:
+            raise ValueError(f"flow: a frame of stream {stream!r} came before its start")
+        result = estimator(small)
+        flow_images = resize_images(flow_to_image(result.flow), (height, width))
+        return resize_flow(result.flow, height, width), flow_images, result.valid
+
+
+def working_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
+    """``(height, width)`` scaled so the short side is ``short_side``; never enlarged."""
+    if short_side is None or min(height, width) <= short_side:
+        return height, width
+    scale = short_side / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize_images(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """BxHxWx3 uint8 resized to ``size`` (antialiased bilinear); unchanged at that size."""
+    if tuple(images.shape[1:3]) == size:
+        return images
+    planar = images.permute(0, 3, 1, 2).float()
+    resized = F.interpolate(planar, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return resized.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def resize_flow(flow: Tensor, height: int, width: int) -> Tensor:
+    """Bx2xhxw flow in pixels resized to HxW, the displacements scaled with the grid."""
+    small_height, small_width = flow.shape[-2:]
+    if (small_height, small_width) == (height, width):
+        return flow
+    resized = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False)
+    scale = torch.tensor([width / small_width, height / small_height], device=flow.device)
+    return resized * scale.view(1, 2, 1, 1)
