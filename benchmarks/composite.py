@@ -21,13 +21,13 @@ from pathlib import Path
 import kornia
 import numpy as np
 import torch
-from ianet_stream_plugins.composite import Composite, CompositeOptions
 from PIL import Image
 
 from ianet.data.synthetic import SyntheticVideo
 from ianet.flow import flow_to_image
 from ianet_stream.frame import Frame
 from ianet_stream.stage import Context
+from ianet_stream_plugins.composite import Composite, CompositeOptions
 
 MODES = ("mask", "alpha", "blur", "replace", "highlight", "grid")
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
 from ianet import Predictor
+from ianet.checkpoints import read_checkpoint
 from ianet_stream.frame import Frame
 from ianet_stream.stage import Context, Stage
 
 _MIN_SIZE = 64
+DEFAULT_CHECKPOINT = "builtin:ianet-lite-synthetic"
+PAPER_SIZE = 512
 
 
 @dataclass
@@ -27,13 +30,18 @@ class SaliencyOptions:
     """Options of the ``saliency`` stage."""
 
     checkpoint: str = field(
+        default=DEFAULT_CHECKPOINT,
         metadata={
             "help": "the model: builtin:NAME (a shipped checkpoint), a checkpoint file "
             "(ours, or a published IANet .pth)"
-        }
+        },
     )
-    size: int = field(
-        default=512, metadata={"help": "the model's input size (frames resized to size x size)"}
+    size: int | None = field(
+        default=None,
+        metadata={
+            "help": "the model's input size (frames resized to size x size); none: the size "
+            f"the checkpoint was trained at, else {PAPER_SIZE}"
+        },
     )
     precision: Literal["auto", "fp32", "fp16", "bf16"] = field(
         default="auto",
@@ -49,7 +57,7 @@ class SaliencyOptions:
     def __post_init__(self) -> None:
         if not self.checkpoint.strip():
             raise ValueError("checkpoint: expected builtin:NAME or a checkpoint file")
-        if self.size < _MIN_SIZE:
+        if self.size is not None and self.size < _MIN_SIZE:
             raise ValueError(f"size: expected at least {_MIN_SIZE} pixels, got {self.size}")
         if self.threshold is not None and not 0 < self.threshold < 1:
             raise ValueError(f"threshold: expected a value between 0 and 1, got {self.threshold}")
@@ -69,9 +77,10 @@ class Saliency(Stage):
         self.predictor: Predictor | None = None
 
     def open(self) -> None:
+        checkpoint = read_checkpoint(self.options.checkpoint)
         self.predictor = Predictor(
-            self.options.checkpoint,
-            size=self.options.size,
+            checkpoint,
+            size=self.options.size or trained_size(checkpoint) or PAPER_SIZE,
             device=self.device,
             precision=self.options.precision,
             batch_size=self.context.batch,
@@ -98,3 +107,10 @@ class Saliency(Stage):
                 frame.image = images[i]
                 frame.saliency = maps[i]
         return frames
+
+
+def trained_size(checkpoint: dict[str, Any]) -> int | None:
+    """The input size a checkpoint of ours was trained at (None for reference checkpoints)."""
+    config = checkpoint.get("meta", {}).get("train_config", {})
+    size = config.get("size") if isinstance(config, dict) else None
+    return size if isinstance(size, int) else None

@@ -8,13 +8,13 @@ import av
 import numpy as np
 import pytest
 import torch
-from ianet_stream_plugins import compositing
-from ianet_stream_plugins.composite import Composite, CompositeOptions
 from PIL import Image
 
 from ianet.errors import InputError
 from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context
+from ianet_stream_plugins import compositing
+from ianet_stream_plugins.composite import Composite, CompositeOptions
 
 HEIGHT, WIDTH = 48, 64
 TOP, BOTTOM, LEFT, RIGHT = 12, 36, 16, 48  # the object's box

@@ -4,7 +4,8 @@ Hue encodes the direction of motion, saturation its magnitude normalised by the 
 magnitude of each image; zero motion is white. This is the coding of RAFT's
 visualisation and of ``torchvision.utils.flow_to_image``, except that the magnitude is
 normalised per image rather than over the whole batch. It is the model's input, not a
-storage format: store raw flow as ``.npy`` or ``.flo``.
+storage format: store raw flow as ``.npy`` or ``.flo`` (``ianet.flow.io``). The arithmetic
+is done in float64, so CPU and GPU give the same bytes.
 """
 
 from __future__ import annotations

@@ -1,0 +1,225 @@
+"""Optical flow between uint8 RGB frames, and the flow IANet reads (see DESIGN "Flow convention").
+
+``estimate_flow(prev, next)`` is ordinary optical flow: for each pixel of ``prev``, where it
+went in ``next``. ``motion_flow(prev, current)`` is the flow the model reads for ``current``:
+with ``alignment="current"`` (the default) the motion of each pixel of ``current`` since
+``prev``, on ``current``'s grid (``-estimate_flow(current, prev)``); with
+``alignment="previous"`` the ordinary flow on ``prev``'s grid (``estimate_flow(prev, current)``).
+``flow_input`` colour-codes it; ``FlowEstimator`` does the same for a stream, frame after frame.
+
+Methods: ``tvl1`` (weight-free, options: ``preset`` = ``fast`` | ``balanced`` | ``accurate``
+and any field of ``TVL1Options``), ``raft_small`` and ``raft_large`` (options: ``weights`` =
+``auto`` | PATH | ``none``, ``iterations``, default 12).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+from ianet.flow.colour import flow_to_image
+from ianet.flow.raft import RAFT_METHODS, load_raft, raft_flow
+from ianet.flow.tvl1 import tvl1, tvl1_options
+
+METHODS = ("tvl1", *RAFT_METHODS)
+ALIGNMENTS = ("current", "previous")
+Alignment = Literal["current", "previous"]
+
+
+def _check_frames(name: str, frames: Tensor) -> None:
+    if not isinstance(frames, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(frames).__name__}")
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(
+            f"{name}: expected uint8 RGB frames shaped BxHxWx3, "
+            f"got {frames.dtype} {tuple(frames.shape)}"
+        )
+
+
+def _check_pair(prev: Tensor, next: Tensor) -> None:
+    _check_frames("prev", prev)
+    _check_frames("next", next)
+    if prev.shape != next.shape or prev.device != next.device:
+        raise ValueError(
+            f"prev and next differ: {tuple(prev.shape)} on {prev.device} "
+            f"vs {tuple(next.shape)} on {next.device}"
+        )
+
+
+def check_options(method: str, options: dict[str, object]) -> None:
+    """Raise ValueError if ``method`` is unknown or does not take these options."""
+    if method == "tvl1":
+        tvl1_options(**options)  # type: ignore[arg-type]
+    elif method in RAFT_METHODS:
+        unknown = sorted(set(options) - {"weights", "iterations"})
+        if unknown:
+            raise ValueError(f"unknown {method} option(s) {', '.join(unknown)}")
+        iterations = options.get("iterations", 12)
+        if not isinstance(iterations, int) or iterations < 1:
+            raise ValueError(f"{method} iterations: expected an integer >= 1, got {iterations!r}")
+    else:
+        raise ValueError(f"unknown flow method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def estimate_flow(
+    prev: Tensor,
+    next: Tensor,
+    method: str = "tvl1",
+    *,
+    init: Tensor | None = None,
+    **options: object,
+) -> Tensor:
+    """Optical flow from ``prev`` to ``next``.
+
+    Args:
+        prev, next: BxHxWx3 uint8 RGB tensors on one device (CPU or CUDA), any size.
+        method: ``tvl1``, ``raft_small`` or ``raft_large``.
+        init: optional Bx2xHxW flow to start from (a warm start, e.g. the previous pair's).
+        **options: the method's options (see the module's docstring).
+
+    Returns:
+        Bx2xHxW float32 flow in pixels (x then y displacement) from prev to next, on prev's
+        grid, on the input's device.
+    """
+    _check_pair(prev, next)
+    check_options(method, options)
+    expected = (prev.shape[0], 2, *prev.shape[1:3])
+    if init is not None and tuple(init.shape) != expected:
+        raise ValueError(f"init: expected a flow shaped {expected}, got {tuple(init.shape)}")
+    with torch.no_grad():
+        if method == "tvl1":
+            return tvl1(prev, next, tvl1_options(**options), init)  # type: ignore[arg-type]
+        model = load_raft(method, options.get("weights", "auto"), prev.device)  # type: ignore[arg-type]
+        return raft_flow(model, prev, next, options.get("iterations", 12), init)  # type: ignore[arg-type]
+
+
+def motion_flow(
+    prev: Tensor,
+    current: Tensor,
+    method: str = "tvl1",
+    alignment: Alignment = "current",
+    *,
+    init: Tensor | None = None,
+    **options: object,
+) -> Tensor:
+    """The flow IANet reads for ``current``, in pixels, Bx2xHxW.
+
+    Args:
+        prev, current: BxHxWx3 uint8 RGB, each ``prev`` the frame before its ``current``.
+        alignment: ``current``: the motion of each pixel of ``current`` since ``prev``, on
+            ``current``'s grid (``-estimate_flow(current, prev)``); ``previous``: where each
+            pixel of ``prev`` went, on ``prev``'s grid (``estimate_flow(prev, current)``).
+        init: optional warm start: the previous motion flow of the stream (same convention).
+        method, **options: as for ``estimate_flow``.
+    """
+    if alignment == "current":
+        start = None if init is None else -init
+        return -estimate_flow(current, prev, method, init=start, **options)
+    if alignment == "previous":
+        return estimate_flow(prev, current, method, init=init, **options)
+    raise ValueError(f"unknown flow alignment {alignment!r}; choose one of {', '.join(ALIGNMENTS)}")
+
+
+def flow_input(
+    prev: Tensor,
+    current: Tensor,
+    method: str = "tvl1",
+    alignment: Alignment = "current",
+    **options: object,
+) -> Tensor:
+    """The colour-coded flow image IANet reads for ``current``: BxHxWx3 uint8 RGB.
+
+    ``flow_to_image(motion_flow(prev, current, method, alignment, **options))``.
+    """
+    return flow_to_image(motion_flow(prev, current, method, alignment, **options))
+
+
+class StreamFlow(NamedTuple):
+    """The flow of a batch of consecutive frames of one stream.
+
+    Attributes:
+        flow: Bx2xHxW float32 motion flow in pixels (``motion_flow``'s convention), zero for
+            a frame without a predecessor.
+        valid: one bool per frame; False for the first frame of the stream (and the first
+            frame after a change of size or device), which has no predecessor and no flow image.
+    """
+
+    flow: Tensor
+    valid: tuple[bool, ...]
+
+
+class FlowEstimator:
+    """Motion flow of one stream, frame after frame (``motion_flow`` with memory).
+
+    Keeps the stream's last frame, so that each call needs only the new frames, and (with
+    ``warm_start``) its last flow, from which the next pairs' estimates start. A batch of B
+    consecutive frames is estimated in one batched call; every pair of a batch starts from
+    the last flow of the batch before.
+
+    Args:
+        method: ``tvl1``, ``raft_small`` or ``raft_large``.
+        alignment: ``current`` or ``previous``, as for ``motion_flow``.
+        warm_start: start each estimate from the stream's previous flow.
+        **options: the method's options, checked here.
+    """
+
+    def __init__(
+        self,
+        method: str = "tvl1",
+        alignment: Alignment = "current",
+        warm_start: bool = True,
+        **options: object,
+    ) -> None:
+        check_options(method, options)
+        if alignment not in ALIGNMENTS:
+            raise ValueError(
+                f"unknown flow alignment {alignment!r}; choose one of {', '.join(ALIGNMENTS)}"
+            )
+        self.method = method
+        self.alignment: Alignment = alignment
+        self.warm_start = warm_start
+        self.options = options
+        self._last_frame: Tensor | None = None
+        self._last_flow: Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget the stream: the next frame is treated as a first frame."""
+        self._last_frame = None
+        self._last_flow = None
+
+    def __call__(self, frames: Tensor) -> StreamFlow:
+        """Motion flow of the next frames of the stream.
+
+        Args:
+            frames: BxHxWx3 uint8 RGB, consecutive frames following the previous call's.
+
+        Returns:
+            ``StreamFlow`` with Bx2xHxW flow on the frames' device and a validity flag per frame.
+        """
+        _check_frames("frames", frames)
+        height, width = frames.shape[1:3]
+        flow = frames.new_zeros((frames.shape[0], 2, height, width), dtype=torch.float32)
+        if frames.shape[0] == 0:
+            return StreamFlow(flow, ())
+        last = self._last_frame
+        continues = (
+            last is not None and last.shape[1:] == frames.shape[1:] and last.device == frames.device
+        )
+        if not continues:
+            self.reset()
+        previous = torch.cat((last, frames[:-1])) if last is not None and continues else frames[:-1]
+        current = frames[frames.shape[0] - previous.shape[0] :]
+        if previous.shape[0] > 0:
+            init = None
+            if self.warm_start and self._last_flow is not None:
+                init = self._last_flow.expand(previous.shape[0], -1, -1, -1)
+            estimated = motion_flow(
+                previous, current, self.method, self.alignment, init=init, **self.options
+            )
+            flow[frames.shape[0] - previous.shape[0] :] = estimated
+            self._last_flow = estimated[-1:]
+        self._last_frame = frames[-1:].clone()
+        valid = (continues,) + (True,) * (frames.shape[0] - 1)
+        return StreamFlow(flow, valid)

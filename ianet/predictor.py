@@ -1,0 +1,251 @@
+"""Fast inference: uint8 frames in, saliency maps in [0, 1] out, as the reference tests.
+
+Preprocessing (the reference's): each picture and flow image is resized to size x size
+with PIL-equivalent bilinear filtering (antialiased when shrinking), scaled to [0, 1] and
+normalised with the ImageNet mean and std; a missing flow image is an all-zero tensor
+after normalisation. Post-processing (the reference test procedure): sigmoid of ``pred``,
+per-frame min-max ``(s - min) / (max - min + 1e-8)``, bilinear resize back to the frame.
+
+Speed: BatchNorm folded into the convolutions (``torch.fx`` conv/bn fusion), channels-last
+memory, ``torch.inference_mode``, optional fp16/bf16 weights and ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
+from torch.fx.experimental.optimization import fuse
+
+from ianet.checkpoints import load_checkpoint, unwrap
+from ianet.errors import InputError
+from ianet.model import IANet
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+_CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+class PredLogits(nn.Module):
+    """Only the ``pred`` logits of an IANet: forward(image, flow) -> Bx1xHxW."""
+
+    def __init__(self, network: IANet) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, image: Tensor, flow: Tensor) -> Tensor:
+        return self.network(image, flow).pred
+
+
+def fold_batchnorm(network: IANet) -> fx.GraphModule:
+    """``PredLogits(network)`` traced, pruned of the unused outputs, with every BatchNorm
+    folded into the convolution before it (``network`` itself is left unchanged)."""
+    traced = fx.symbolic_trace(PredLogits(network.eval()))
+    traced.graph.eliminate_dead_code()
+    traced.recompile()
+    return fuse(traced, inplace=True)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16, read from cpuinfo)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return False
+    flags = set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return any(flag in flags for flag in _CPU_BF16_FLAGS)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The weights' dtype for "fp32" | "fp16" | "bf16" | "auto" on ``device``.
+
+    auto: bf16 on CUDA devices that support it and on CPUs with AMX or AVX512-BF16, where
+    it is faster; fp32 elsewhere (on AVX2 CPUs bf16 is emulated and slower than fp32).
+    """
+    if precision == "auto":
+        if device.type == "cuda":
+            fast = torch.cuda.is_bf16_supported()
+        else:
+            fast = device.type == "cpu" and cpu_has_fast_bf16()
+        return torch.bfloat16 if fast else torch.float32
+    if precision not in PRECISIONS:
+        raise InputError(f"precision {precision!r}: choose fp32, fp16, bf16 or auto")
+    return PRECISIONS[precision]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` means CUDA where available, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resize_frames(frames: Tensor, size: tuple[int, int]) -> Tensor:
+    """uint8 BxHxWx3 -> float Bx3xhxw in [0, 255], PIL-equivalent bilinear resize.
+
+    On the CPU the uint8 kernel rounds as PIL does (equal to PIL's BILINEAR but for rare
+    off-by-one pixels); elsewhere the float result is not rounded (within 1 level of PIL).
+    """
+    pictures = frames.permute(0, 3, 1, 2)
+    if tuple(pictures.shape[-2:]) == size:
+        return pictures.float()
+    if pictures.device.type != "cpu":
+        pictures = pictures.float()
+    resized = F.interpolate(pictures, size=size, mode="bilinear", antialias=True)
+    return resized.float()
+
+
+def normalise(pictures: Tensor) -> Tensor:
+    """float Bx3xHxW in [0, 255] -> ImageNet-normalised Bx3xHxW."""
+    mean = torch.tensor(IMAGENET_MEAN, device=pictures.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=pictures.device).view(1, 3, 1, 1)
+    return (pictures / 255 - mean) / std
+
+
+def saliency_from_logits(logits: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bx1xhxw ``pred`` logits -> BxHxW float saliency in [0, 1] at ``size`` = (H, W).
+
+    sigmoid, per-frame min-max ``(s - min) / (max - min + 1e-8)``, then a bilinear resize
+    (antialiased when shrinking, like PIL's BILINEAR).
+    """
+    s = torch.sigmoid(logits.float())
+    low = s.amin(dim=(1, 2, 3), keepdim=True)
+    high = s.amax(dim=(1, 2, 3), keepdim=True)
+    s = (s - low) / (high - low + 1e-8)
+    if tuple(s.shape[-2:]) != size:
+        s = F.interpolate(s, size=size, mode="bilinear", antialias=True)
+    return s[:, 0].clamp_(0, 1)
+
+
+class Predictor:
+    """IANet saliency for batches of uint8 RGB frames.
+
+    Args:
+        checkpoint: a checkpoint path, ``builtin:NAME``, a state dict or an IANet.
+        size: the square side the network reads (512 in the paper).
+        device: "cpu", "cuda", ... or None for CUDA where available.
+        precision: "fp32", "fp16", "bf16" or "auto" (see ``resolve_precision``).
+        batch_size: most frames per forward pass; longer inputs are split.
+        channels_last: channels-last memory format (faster convolutions).
+        fold_bn: fold BatchNorm into the convolutions (outputs equal within 1e-4, relative).
+        compile: False, True or a ``torch.compile`` mode ("reduce-overhead" gives CUDA
+            graphs, "max-autotune"); True on the CPU compiles with weight freezing.
+
+    ``predictor(frames, flow_images)``: frames uint8 BxHxWx3 (CPU or CUDA), flow images
+    the same or None (zero flow) -> BxHxW float saliency in [0, 1] on ``device``. Lists of
+    HxWx3 frames of different sizes give lists of HxW maps; a None in a list of flow
+    images means zero flow for that frame.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike | Mapping[str, Any] | nn.Module,
+        size: int = 512,
+        device: str | torch.device | None = None,
+        precision: str = "fp32",
+        batch_size: int = 8,
+        channels_last: bool = True,
+        fold_bn: bool = True,
+        compile: bool | str = False,
+    ) -> None:
+        if size < 32 or batch_size < 1:
+            raise InputError(
+                f"Predictor: size must be >= 32 and batch_size >= 1 (got {size}, {batch_size})"
+            )
+        self.device = resolve_device(device)
+        self.dtype = resolve_precision(precision, self.device)
+        self.size = size
+        self.batch_size = batch_size
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if isinstance(checkpoint, nn.Module):  # the caller's module stays as it is
+            checkpoint = copy.deepcopy(unwrap(checkpoint))
+        model = load_checkpoint(checkpoint, device=self.device)
+        self.options = dict(model.options)
+        network = fold_batchnorm(model) if fold_bn else PredLogits(model)
+        network = network.to(dtype=self.dtype, memory_format=self.memory_format)
+        self.network = _compiled(network, compile, self.device)
+
+    def _prepare(self, pictures: Tensor | Sequence[Tensor | None] | None, count: int) -> Tensor:
+        """Normalised Bx3xSxS network input from uint8 pictures; None (zero flow) -> zeros."""
+        side = (self.size, self.size)
+        if isinstance(pictures, Tensor):
+            batch = normalise(resize_frames(pictures.to(self.device, non_blocking=True), side))
+        else:
+            batch = torch.zeros(count, 3, *side, device=self.device)
+            for index, picture in enumerate(pictures or [None] * count):
+                if picture is not None:
+                    picture = picture.to(self.device, non_blocking=True)[None]
+                    batch[index] = normalise(resize_frames(picture, side))[0]
+        return batch.to(dtype=self.dtype, memory_format=self.memory_format)
+
+    @torch.inference_mode()
+    def logits(self, images: Tensor, flows: Tensor) -> Tensor:
+        """fp32 ``pred`` logits Bx1xSxS of normalised inputs, in chunks of ``batch_size``."""
+        step = self.batch_size
+        chunks = [
+            self.network(images[start : start + step], flows[start : start + step]).float()
+            for start in range(0, images.shape[0], step)
+        ]
+        return torch.cat(chunks)
+
+    @torch.inference_mode()
+    def __call__(
+        self,
+        frames: Tensor | Sequence[Tensor],
+        flow_images: Tensor | Sequence[Tensor | None] | None = None,
+    ) -> Tensor | list[Tensor]:
+        if isinstance(frames, Tensor):
+            _check_pictures(frames, "frames", batched=True)
+            count = frames.shape[0]
+            sizes = [tuple(frames.shape[1:3])]
+        else:
+            for frame in frames:
+                _check_pictures(frame, "frames", batched=False)
+            count = len(frames)
+            sizes = [tuple(frame.shape[:2]) for frame in frames]
+        if isinstance(flow_images, Tensor):
+            _check_pictures(flow_images, "flow_images", batched=flow_images.ndim == 4)
+            flow_images = flow_images if flow_images.ndim == 4 else [flow_images]
+        elif flow_images is not None:
+            for flow_image in flow_images:
+                if flow_image is not None:
+                    _check_pictures(flow_image, "flow_images", batched=False)
+        if flow_images is not None and len(flow_images) != count:
+            raise InputError(f"flow_images: {len(flow_images)} for {count} frames")
+        if count == 0:
+            return [] if not isinstance(frames, Tensor) else torch.empty(0, *sizes[0])
+        images = self._prepare(frames, count)
+        flows = self._prepare(flow_images, count)
+        logits = self.logits(images, flows)
+        if isinstance(frames, Tensor):
+            return saliency_from_logits(logits, sizes[0])
+        return [saliency_from_logits(logits[i : i + 1], size)[0] for i, size in enumerate(sizes)]
+
+
+def _check_pictures(pictures: Tensor, name: str, batched: bool) -> None:
+    """uint8 RGB pictures: BxHxWx3 when ``batched``, else HxWx3."""
+    expected = 4 if batched else 3
+    if pictures.dtype != torch.uint8 or pictures.ndim != expected or pictures.shape[-1] != 3:
+        layout = "BxHxWx3" if batched else "HxWx3"
+        raise InputError(
+            f"{name}: expected uint8 {layout} RGB, got {pictures.dtype} {tuple(pictures.shape)}"
+        )
+
+
+def _compiled(network: nn.Module, compile: bool | str, device: torch.device) -> nn.Module:
+    """``network`` through ``torch.compile`` as asked (weights frozen on the CPU)."""
+    if compile is False:
+        return network
+    if compile is True and device.type == "cpu":
+        return torch.compile(network, dynamic=False, options={"freezing": True})
+    return torch.compile(network, dynamic=False, mode=None if compile is True else compile)
