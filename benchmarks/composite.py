@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import time
 from pathlib import Path
 
 import kornia
-import numpy as np
 import torch
 from PIL import Image
+from timing import median_seconds
 
 from ianet.data.synthetic import SyntheticVideo
 from ianet.flow import flow_to_image
@@ -49,21 +48,6 @@ def synthetic_frames(width: int, height: int, count: int) -> list[Frame]:
             )
         )
     return frames
-
-
-def seconds_per_call(work, repeat: int, device: torch.device) -> float:
-    """Median wall time of ``work()`` over ``repeat`` calls, after one warm-up."""
-    work()
-    times = []
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        work()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def naive_blur(frames: list[Frame], device: torch.device, sigma: float) -> torch.Tensor:
@@ -107,13 +91,13 @@ def main() -> None:
 
     batch = frames[: args.batch]
     strength = CompositeOptions().strength
-    baseline = seconds_per_call(lambda: naive_blur(batch, device, strength), args.repeat, device)
+    baseline = median_seconds(lambda: naive_blur(batch, device, strength), args.repeat, device)
     print(f"{args.device} {width}x{height} batch {args.batch}; per frame:")
     print(f"  baseline (full-resolution blur) {1000 * baseline / len(batch):8.2f} ms   1.00")
     for mode in MODES:
         stage = Composite(CompositeOptions(mode=mode), Context(device=args.device))
         stage.open()
-        took = seconds_per_call(lambda: stage.process(batch), args.repeat, device)  # noqa: B023
+        took = median_seconds(lambda: stage.process(batch), args.repeat, device)  # noqa: B023
         stage.close()
         print(f"  {mode:30s} {1000 * took / len(batch):8.2f} ms   {took / baseline:4.2f}")
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
+from timing import median_seconds
 
 from ianet import IANet
 from ianet.data.dataset import TripletDataset
@@ -28,21 +28,6 @@ from ianet.train.config import TrainConfig
 from ianet.train.loss import deep_supervision_losses
 from ianet.train.optim import build_optimizer
 from ianet.train.precision import autocast, resolve_precision
-
-
-def median_seconds(work, steps: int, device: torch.device) -> float:
-    """Median wall time of ``work()`` over ``steps`` calls, after one warm-up call."""
-    work()
-    times = []
-    for _ in range(steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        work()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def measure(variant: str, size: int, batch: int, args: argparse.Namespace) -> dict[str, float]:
