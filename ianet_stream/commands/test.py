@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ianet_stream.console import console
@@ -39,7 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         choices=("auto", "fp32", "bf16", "fp16"),
         help="auto: bf16 on a GPU that has it, else fp32",
     )
-    parser.add_argument("--workers", type=int, default=4, help="decoding processes (4)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="decoding processes (default: one per core, at most 4)",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: one per core)")
     parser.add_argument(
         "--skip-bad-rows", action="store_true", help="leave out (and list) unusable rows"
