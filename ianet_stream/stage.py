@@ -60,6 +60,31 @@ class Context:
 
 
 @dataclass
+class LiveOptions:
+    """How a live source (camera, network stream, pipe) trades completeness for freshness.
+
+    A source's options carry ``live: LiveOptions | None``; ``None`` means a file-like input
+    (back-pressure: every frame processed). ``policy="latest"`` keeps only the newest
+    frames so the latency from capture to sink stays near ``max_latency_ms`` when the stages
+    are slower than the input (dropped frames are counted); ``policy="all"`` drops nothing
+    (recording).
+    """
+
+    policy: Literal["latest", "all"] = field(
+        default="latest",
+        metadata={"help": "latest: drop old frames to bound latency; all: keep every frame"},
+    )
+    max_latency_ms: float = field(
+        default=500.0,
+        metadata={"help": "with latest: frames older than this (since capture) are dropped"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_latency_ms <= 0:
+            raise ValueError(f"max_latency_ms: expected > 0, got {self.max_latency_ms}")
+
+
+@dataclass
 class NoOptions:
     """For stages without options."""
 
