@@ -233,6 +233,40 @@ def test_cli_rejects_a_bad_size_with_exit_2(tmp_path, capsys, size):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_tracking_camera_keeps_the_object_still_while_the_background_pans():
+    for frame in itertools.islice(SyntheticVideo(5, SIZE, 12, PRESETS["tracking"]), 1, None):
+        speed = np.hypot(*frame.flow)
+        on_object = frame.mask > 127
+        assert on_object.any()
+        assert speed[on_object].mean() < 0.35 * speed[~on_object].mean()
+
+
+@pytest.mark.parametrize(
+    ("scene", "message"),
+    [
+        ("distractors=many", "--scene distractors: expected a number"),
+        ("object_speed=0.3", "--scene object_speed: expected [low, high]"),
+        ("speed=1", "KEY one of objects, distractors"),
+        ("objects=5", "SceneConfig.objects: expected 1 to 3"),
+    ],
+)
+def test_cli_scene_overrides_are_checked(tmp_path, capsys, scene, message):
+    assert main(["synth", "--out", str(tmp_path), "--scene", scene]) == 2
+    assert message in capsys.readouterr().err.replace("\n", " ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_scene_overrides_change_the_scene(tmp_path):
+    def first_mask(name: str, *scene: str) -> np.ndarray:
+        args = ["synth", "--out", str(tmp_path), "--name", name, "--clips", "1", "--frames", "1"]
+        assert main([*args, "--quiet", *scene]) == 0
+        return np.array(Image.open(tmp_path / name / "clip000" / "ground-truth" / "00000.png"))
+
+    plain = first_mask("PLAIN")
+    assert np.array_equal(first_mask("SAME"), plain)
+    assert not np.array_equal(first_mask("MORE", "--scene", "objects=3"), plain)
+
+
 def test_console_script_help_exits_0():
     script = Path(sys.executable).with_name("ianet-stream")
     result = subprocess.run(

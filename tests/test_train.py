@@ -137,6 +137,28 @@ def test_ddp_with_two_processes_and_resume_on_one(lists: dict[str, Path], tmp_pa
     assert read_checkpoint(out / "final.pth")["meta"]["step"] == 3
 
 
+def test_init_starts_from_a_checkpoint_and_rejects_another_variant(
+    lists: dict[str, Path], tmp_path: Path, wide_console: None, capsys: pytest.CaptureFixture
+) -> None:
+    start = "builtin:ianet-lite-synthetic"
+    out = tmp_path / "tuned"
+    code = train(
+        "--train-list", lists["two"], "--out", out, "--batch-size", "2", "--max-steps", "1",
+        "--init", start, "--lr-encoder", "0", "--lr-decoder", "0",
+    )  # fmt: skip
+    assert code == 0
+    tuned = read_checkpoint(out / "final.pth")["model"]
+    shipped = read_checkpoint(start)["model"]
+    weights = [key for key in shipped if shipped[key].is_floating_point() and "running" not in key]
+    assert all(torch.equal(tuned[key], shipped[key].float()) for key in weights)
+    code = train(
+        "--train-list", lists["two"], "--out", tmp_path / "other", "--batch-size", "2",
+        "--max-steps", "1", "--variant", "ianet", "--init", start,
+    )  # fmt: skip
+    assert code == 1
+    assert "ianet-lite-synthetic" in capsys.readouterr().err
+
+
 def test_options_come_from_defaults_then_yaml_then_the_command_line(tmp_path: Path) -> None:
     from ianet_stream.commands.train import read_config
 

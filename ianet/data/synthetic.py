@@ -4,7 +4,8 @@ A scene is a stack of textured layers, each drawn through a known similarity map
 coordinates -> screen), back to front:
 
 1. the background, a periodic multi-scale texture several times larger than the frame,
-   seen through a camera that pans and zooms;
+   seen through a camera that pans and zooms, or follows the first object (a tracking
+   shot: the object stays in place on screen while the background slides under it);
 2. distractors: objects of the same kinds of shape and texture as the salient ones, fixed
    to the background (they move exactly as it does, so only motion tells them apart);
 3. the salient objects, which move on their own relative to the background (translation,
@@ -58,6 +59,9 @@ class SceneConfig:
         enter_leave_probability: chance that an object enters or leaves the view rather than
             staying in it (objects that leave are replaced by new ones entering).
         camouflage_probability: chance that an object or distractor has the background's hue.
+        tracking_probability: chance that the camera follows the first object, which then
+            stays in view, nearly still on screen, while the background pans at its speed
+            (the motion's magnitude alone points at the background, not at the object).
     """
 
     objects: int = 1
@@ -72,6 +76,7 @@ class SceneConfig:
     brightness_amplitude: float = 0.15
     enter_leave_probability: float = 0.3
     camouflage_probability: float = 0.2
+    tracking_probability: float = 0.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.objects <= 3:
@@ -91,7 +96,12 @@ class SceneConfig:
             raise ValueError(f"SceneConfig.zoom_range: expected > 0, got {self.zoom_range}")
         if not 0 <= self.brightness_amplitude < 0.5:
             raise ValueError("SceneConfig.brightness_amplitude: expected within [0, 0.5)")
-        for name in ("occluder_probability", "enter_leave_probability", "camouflage_probability"):
+        for name in (
+            "occluder_probability",
+            "enter_leave_probability",
+            "camouflage_probability",
+            "tracking_probability",
+        ):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"SceneConfig.{name}: expected a probability in [0, 1]")
 
@@ -115,6 +125,7 @@ PRESETS: dict[str, SceneConfig] = {
         enter_leave_probability=0.5,
         camouflage_probability=0.5,
     ),
+    "tracking": SceneConfig(tracking_probability=1.0),
 }
 
 
@@ -228,7 +239,11 @@ class _Scene:
             self._new_prop(self._random_point(), self._textured())
             for _ in range(config.distractors)
         ]
-        self.movers = [self._first_mover() for _ in range(config.objects)]
+        # Drawn only when tracking is possible, so other scenes keep their random streams.
+        self.tracking = config.tracking_probability > 0 and (
+            rng.random() < config.tracking_probability
+        )
+        self.movers = [self._first_mover(lead=i == 0) for i in range(config.objects)]
         self.occluders: list[_Layer] = []
         if rng.random() < config.occluder_probability:
             self.occluders.append(self._new_prop(self._occlusion_point(), self._occluder()))
@@ -329,11 +344,14 @@ class _Scene:
         scale = mover.scale(self.time, self.magnification())
         mover.layer.pose = render.similarity(mover.centre, scale, mover.angle)
 
-    def _first_mover(self) -> _Mover:
-        """An object at frame 0: inside the view, or entering or leaving across an edge."""
+    def _first_mover(self, lead: bool) -> _Mover:
+        """An object at frame 0: inside the view, or entering or leaving across an edge.
+
+        The object a tracking camera follows (``lead``) starts inside and stays there.
+        """
         rng = self.rng
         radius = self.config.object_size[1] * self.short
-        if rng.random() >= self.config.enter_leave_probability:
+        if (lead and self.tracking) or rng.random() >= self.config.enter_leave_probability:
             return self._mover(
                 self._random_point(0.6 * radius), rng.uniform(0, 2 * math.pi), False, True
             )
@@ -441,11 +459,16 @@ class _Scene:
         """Move every layer on to the next frame (``previous`` keeps the current map)."""
         rng = self.rng
         screen_before = self.camera_map()
-        self.heading += rng.normal(0, 0.02)
-        step = self.pan_speed / self.magnification()
-        self.camera = self.camera + step * np.array(
-            [math.cos(self.heading), math.sin(self.heading)]
-        )
+        if self.tracking:
+            own_motion = self.movers[0].velocity
+            self.heading = math.atan2(own_motion[1], own_motion[0])
+            self.camera = self.camera + own_motion / self.magnification()
+        else:
+            self.heading += rng.normal(0, 0.02)
+            step = self.pan_speed / self.magnification()
+            self.camera = self.camera + step * np.array(
+                [math.cos(self.heading), math.sin(self.heading)]
+            )
         self.time += 1
         camera = self.camera_map()
         background_step = render.compose(camera, render.invert(screen_before))

@@ -29,6 +29,8 @@ class TrainConfig:
     Attributes:
         variant: "ianet" (the paper's network) or "lite".
         backbone_weights: "auto" (torchvision's ImageNet weights), "none" or a file path.
+        init: start from the weights of this checkpoint (a file or ``builtin:NAME`` of the
+            same variant) instead of ``backbone_weights``: fine-tuning. None: from scratch.
         size: training resolution (square).
         batch_size: the global batch (split evenly over the processes of a DDP run).
         epochs: passes over the training lists.
@@ -60,6 +62,7 @@ class TrainConfig:
 
     variant: str = "ianet"
     backbone_weights: str = "auto"
+    init: str | None = None
     size: int = 512
     batch_size: int = 8
     epochs: int = 20
@@ -136,7 +139,7 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
         raise ValueError(f"{name}: expected a number, got {value!r}")
-    if kind == "str":
+    if kind in ("str", "str | None"):
         if isinstance(value, str):
             return value
         raise ValueError(f"{name}: expected a string, got {value!r}")

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ianet.checkpoints import check_state_dict, read_checkpoint, save_checkpoint
+from ianet.checkpoints import check_state_dict, read_checkpoint, save_checkpoint, state_dict_of
 from ianet.data.augment import Augment
 from ianet.data.dataset import TripletDataset, normalise_batch
 from ianet.data.lists import Problem, Sample, load_lists
@@ -224,7 +224,11 @@ class _Run:
                 pin_memory=device.type == "cuda",
             )
         torch.manual_seed(config.seed)
-        self.model = IANet(config.variant, backbone_weights=config.backbone_weights).to(device)
+        backbone = "none" if config.init is not None else config.backbone_weights
+        self.model = IANet(config.variant, backbone_weights=backbone)
+        if config.init is not None:
+            initialise(self.model, config.init)
+        self.model.to(device)
         self.optimizer = build_optimizer(self.model, config)
         self.scheduler = build_scheduler(self.optimizer, config)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
@@ -397,6 +401,16 @@ class _Run:
         self._save_last()
         wait_for_all(self.world)
         network.train()
+
+
+def initialise(model: IANet, source: str) -> None:
+    """Load the weights of the checkpoint ``source`` into ``model`` (fine-tuning); a
+    checkpoint of another variant raises ``InputError`` naming the keys that differ."""
+    state = state_dict_of(read_checkpoint(source))
+    check_state_dict(model, state, source)
+    model.load_state_dict(
+        {key: value.to(model.state_dict()[key].dtype) for key, value in state.items()}
+    )
 
 
 def _check_out(out: Path, resume: Path | None) -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from ianet.data.synthetic import SceneConfig
 
 DESCRIPTION = """\
 Write a synthetic video salient-object dataset: textured objects that move on their own
@@ -45,7 +48,20 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="clips listed in test.txt (the last ones); default a fifth, at least one",
     )
     parser.add_argument(
-        "--preset", choices=("default", "hard"), default="default", help="scene difficulty"
+        "--preset",
+        choices=("default", "hard", "tracking"),
+        default="default",
+        help="scene parameters: default, hard (faster, more distractors, camouflage) or "
+        "tracking (the camera follows the object)",
+    )
+    parser.add_argument(
+        "--scene",
+        dest="scene",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one scene parameter of the preset (value in YAML), e.g. "
+        "--scene distractors=8 --scene object_speed=[0.03,0.07]",
     )
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of the mp4 files")
     parser.add_argument(
@@ -80,6 +96,37 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def scene_config(preset: str, overrides: Sequence[str]) -> SceneConfig:
+    """The preset's scene parameters with ``KEY=VALUE`` overrides (YAML values)."""
+    import yaml
+
+    from ianet.data.synthetic import PRESETS, SceneConfig
+    from ianet_stream.cli import ConfigError
+
+    names = [field.name for field in dataclasses.fields(SceneConfig)]
+    changes = {}
+    for item in overrides:
+        key, equals, value = item.partition("=")
+        if not equals or key not in names:
+            raise ConfigError(
+                f"--scene: expected KEY=VALUE with KEY one of {', '.join(names)}, got {item!r}"
+            )
+        parsed = yaml.safe_load(value)
+        is_range = isinstance(getattr(PRESETS[preset], key), tuple)
+        if is_range != isinstance(parsed, list):
+            numbers: list[Any] = [None]
+        else:
+            numbers = parsed if is_range else [parsed]
+        if not all(isinstance(n, int | float) and not isinstance(n, bool) for n in numbers):
+            wanted = "[low, high]" if is_range else "a number"
+            raise ConfigError(f"--scene {key}: expected {wanted}, got {value!r}")
+        changes[key] = parsed
+    try:
+        return dataclasses.replace(PRESETS[preset], **changes)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"--scene: {error}") from None
+
+
 def write_mp4(path: Path, pictures: Sequence[np.ndarray], fps: float) -> None:
     """Encode HxWx3 uint8 RGB pictures as H.264 (yuv420p); odd sizes lose a row/column."""
     import av
@@ -102,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from ianet.data.synthetic import PRESETS, write_dataset
+    from ianet.data.synthetic import write_dataset
     from ianet_stream.cli import EXIT_OK, ConfigError
     from ianet_stream.console import console
 
@@ -128,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
             frames=args.frames,
             size=size,
             seed=args.seed,
-            config=PRESETS[args.preset],
+            config=scene_config(args.preset, args.scene),
             test_clips=args.test_clips,
             video_writer=write_mp4,
             fps=args.fps,

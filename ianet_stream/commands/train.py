@@ -29,6 +29,7 @@ FLAG_OPTIONS = (
     ("--epochs", "epochs", int, "N", "epochs, default 20"),
     ("--max-steps", "max_steps", int, "N", "stop after this many steps in total"),
     ("--backbone-weights", "backbone_weights", str, "W", "auto (torchvision), none or PATH"),
+    ("--init", "init", str, "CKPT", "fine-tune: start from this checkpoint or builtin:NAME"),
     ("--device", "device", str, "D", "auto, cpu, cuda, cuda:1, ..."),
     ("--workers", "workers", int, "N", "data-loading processes, default 4"),
     ("--threads", "threads", int, "N", "torch CPU threads per process (default: one per core)"),
