@@ -143,8 +143,9 @@ class Predictor:
 
     ``predictor(frames, flow_images)``: frames uint8 BxHxWx3 (CPU or CUDA), flow images
     the same or None (zero flow) -> BxHxW float saliency in [0, 1] on ``device``. Lists of
-    HxWx3 frames of different sizes give lists of HxW maps; a None in a list of flow
-    images means zero flow for that frame.
+    HxWx3 frames of different sizes give lists of HxW maps (one forward pass for them all,
+    as for a tensor); a None in a list of flow images means zero flow for that frame.
+    ``forward_passes`` counts the network's forward passes so far.
     """
 
     def __init__(
@@ -174,6 +175,7 @@ class Predictor:
         network = fold_batchnorm(model) if fold_bn else PredLogits(model)
         network = network.to(dtype=self.dtype, memory_format=self.memory_format)
         self.network = _compiled(network, compile, self.device)
+        self.forward_passes = 0
 
     def _prepare(self, pictures: Tensor | Sequence[Tensor | None] | None, count: int) -> Tensor:
         """Normalised Bx3xSxS network input from uint8 pictures; None (zero flow) -> zeros."""
@@ -182,10 +184,11 @@ class Predictor:
             batch = normalise(resize_frames(pictures.to(self.device, non_blocking=True), side))
         else:
             batch = torch.zeros(count, 3, *side, device=self.device)
-            for index, picture in enumerate(pictures or [None] * count):
-                if picture is not None:
-                    picture = picture.to(self.device, non_blocking=True)[None]
-                    batch[index] = normalise(resize_frames(picture, side))[0]
+            listed = list(pictures or [None] * count)
+            present = [i for i, picture in enumerate(listed) if picture is not None]
+            for indices in _by_size([tuple(listed[i].shape[:2]) for i in present], present):
+                same = torch.stack([listed[i].to(self.device, non_blocking=True) for i in indices])
+                batch[indices] = normalise(resize_frames(same, side))
         return batch.to(dtype=self.dtype, memory_format=self.memory_format)
 
     @torch.inference_mode()
@@ -196,6 +199,7 @@ class Predictor:
             self.network(images[start : start + step], flows[start : start + step]).float()
             for start in range(0, images.shape[0], step)
         ]
+        self.forward_passes += len(chunks)
         return torch.cat(chunks)
 
     @torch.inference_mode()
@@ -229,7 +233,19 @@ class Predictor:
         logits = self.logits(images, flows)
         if isinstance(frames, Tensor):
             return saliency_from_logits(logits, sizes[0])
-        return [saliency_from_logits(logits[i : i + 1], size)[0] for i, size in enumerate(sizes)]
+        maps: dict[int, Tensor] = {}
+        for indices in _by_size(sizes, range(count)):
+            resized = saliency_from_logits(logits[indices], sizes[indices[0]])
+            maps.update(zip(indices, resized, strict=True))
+        return [maps[index] for index in range(count)]
+
+
+def _by_size(sizes: Sequence[tuple[int, ...]], indices: Sequence[int]) -> list[list[int]]:
+    """``indices`` grouped by their ``sizes`` (equal sizes together), in order of appearance."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for size, index in zip(sizes, indices, strict=True):
+        groups.setdefault(size, []).append(index)
+    return list(groups.values())
 
 
 def _check_pictures(pictures: Tensor, name: str, batched: bool) -> None:

@@ -48,9 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _RedactUrls(logging.Filter):
+    """Hides the credentials of URLs in log messages (a camera's password, a token)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from ianet_stream.uris import redact_text
+
+        record.msg, record.args = redact_text(record.getMessage()), None
+        return True
+
+
 def configure_logging(quiet: bool, debug: bool) -> None:
-    """Route library warnings (truncated inputs, fallbacks) to the stderr console."""
+    """Route library warnings (truncated inputs, fallbacks) to the stderr console, with
+    credentials in URLs hidden."""
     handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+    handler.addFilter(_RedactUrls())
     root_level = logging.ERROR if quiet else logging.WARNING
     logging.basicConfig(level=root_level, format="%(message)s", handlers=[handler], force=True)
     ours = logging.DEBUG if debug else logging.ERROR if quiet else logging.INFO
@@ -67,12 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         if args.debug:
             raise
-        console.print("[bold red]error:[/]", escape(str(error)), highlight=False)
+        _print_error(str(error))
         return EXIT_USAGE
     except (InputError, FileNotFoundError, PermissionError) as error:
         if args.debug:
             raise
-        console.print("[bold red]error:[/]", escape(str(error)), highlight=False)
+        _print_error(str(error))
         return EXIT_FAILED
     except KeyboardInterrupt:
         console.print("interrupted")
@@ -80,11 +92,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # the last line of defence: one line, not a traceback
         if args.debug:
             raise
-        message = f"{type(error).__name__}: {error}".splitlines()[0]
-        console.print(
-            "[bold red]error:[/]", escape(message), "(--debug shows the traceback)", highlight=False
-        )
+        _print_error(f"{type(error).__name__}: {error}".splitlines()[0], debug_hint=True)
         return EXIT_FAILED
+
+
+def _print_error(message: str, debug_hint: bool = False) -> None:
+    """One red line on stderr, credentials in URLs hidden."""
+    from ianet_stream.uris import redact_text
+
+    hint = " (--debug shows the traceback)" if debug_hint else ""
+    console.print("[bold red]error:[/]", escape(redact_text(message)) + hint, highlight=False)
 
 
 if __name__ == "__main__":

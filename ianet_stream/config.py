@@ -91,7 +91,7 @@ def load_pipeline(
     path: str | Path,
     sets: Sequence[str] = (),
     *,
-    input: str | None = None,
+    input: str | list[str] | None = None,
     output: str | None = None,
     values: Sequence[tuple[str, Any]] = (),
 ) -> PipelineSpec:
@@ -180,7 +180,7 @@ def _stage_options(raw: dict[str, Any], selector: str, where: str) -> dict[str, 
 
 
 def parse_pipeline(
-    raw: dict[str, Any], *, input: str | None = None, output: str | None = None
+    raw: dict[str, Any], *, input: str | list[str] | None = None, output: str | None = None
 ) -> PipelineSpec:
     """Validate a raw pipeline mapping; ``input`` sets the source's ``uri`` and ``output``
     the first sink's ``path``."""
@@ -248,7 +248,7 @@ def _check_shape(stages: list[_Entry]) -> None:
         )
 
 
-def _set_io(index: int, stage: _Entry, key: str, value: str | None, flag: str) -> None:
+def _set_io(index: int, stage: _Entry, key: str, value: str | list[str] | None, flag: str) -> None:
     """Set the option ``--input``/``--output`` gives; when it is required and neither the
     flag nor the file gives it, say which flag to use."""
     fields = {f.name: f for f in dataclasses.fields(stage.cls.Options)}

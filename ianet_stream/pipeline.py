@@ -1,4 +1,9 @@
-"""Folder runs: one pipeline run per clip of a folder, in worker processes when asked.
+"""Folder runs: one pipeline run per clip of a folder or of a clip list, in worker processes
+(or on a Ray cluster, see ``ray_executor``) when asked.
+
+A clip list is a text file (``.txt``, ``.list``, ``.lst``) naming one clip per line; blank
+lines and lines starting with ``#`` are skipped, relative paths resolve against the list's
+folder.
 
 Each clip gets its own outputs: every sink with a ``path`` option is given, for the clip,
 what its class's ``clip_output`` says (``OUTDIR/<clip stem>.mp4`` for the encoder,
@@ -12,22 +17,27 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ianet.errors import InputError
 from ianet_stream.cli import ConfigError
 from ianet_stream.config import PipelineSpec, load_pipeline
+from ianet_stream.console import console
 from ianet_stream.runner import STOP_SIGNALS, handling_signals, run_pipeline
-from ianet_stream.uris import VIDEO_EXTENSIONS, list_videos
+from ianet_stream.uris import VIDEO_EXTENSIONS, list_videos, parse_uri
 
 ClipStatus = Literal["done", "failed", "skipped", "interrupted", "not run"]
+LIST_EXTENSIONS = frozenset({"txt", "list", "lst"})
 
 
 @dataclass(frozen=True)
@@ -53,19 +63,56 @@ class ClipResult:
     seconds: float = 0.0
     reason: str = ""
     summary: dict[str, Any] | None = field(default=None, repr=False)
+    attempts: int = 1
+
+
+# Runs clips somewhere (the Ray executor is one): yields one result per job as each finishes.
+Executor = Callable[[Sequence[ClipJob]], Iterator[ClipResult]]
+
+
+def is_clip_list(path: Path) -> bool:
+    """Whether ``path`` is a clip list: a file with a list's extension."""
+    return path.is_file() and path.suffix.lower().lstrip(".") in LIST_EXTENSIONS
+
+
+def is_batch_input(uri: str) -> bool:
+    """Whether an input runs one pipeline per clip: a folder or a clip list."""
+    kind = parse_uri(uri).kind
+    return kind == "folder" or (kind == "file" and is_clip_list(Path(uri)))
+
+
+def read_clip_list(path: Path) -> list[Path]:
+    """The clips a list names, in its order (relative paths against the list's folder)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read the clip list ({error})") from None
+    names = [line.strip() for line in lines]
+    clips = [path.parent / name for name in names if name and not name.startswith("#")]
+    if not clips:
+        raise InputError(f"{path}: the clip list names no clip")
+    return clips
+
+
+def batch_clips(batch: Path) -> list[Path]:
+    """The clips of a folder (video files, sorted by name) or of a clip list."""
+    if is_clip_list(batch):
+        return read_clip_list(batch)
+    clips = list_videos(batch)
+    if not clips:
+        raise InputError(f"{batch}: no video files ({', '.join(sorted(VIDEO_EXTENSIONS))})")
+    return clips
 
 
 def plan_folder(
-    pipeline: str, sets: Sequence[str], spec: PipelineSpec, folder: Path
+    pipeline: str, sets: Sequence[str], spec: PipelineSpec, batch: Path
 ) -> list[ClipJob]:
-    """The clips of ``folder`` (video files, sorted) and where each one's outputs go.
+    """The clips of ``batch`` (a folder or a clip list) and where each one's outputs go.
 
     ``spec`` is the pipeline as loaded for the run (with ``--output``): each sink's
     ``path`` is the folder its clips' outputs go into; the folders are created.
     """
-    clips = list_videos(folder)
-    if not clips:
-        raise InputError(f"{folder}: no video files ({', '.join(sorted(VIDEO_EXTENSIONS))})")
+    clips = batch_clips(batch)
     targets = []
     for sink in spec.sinks:
         target = getattr(sink.options, "path", None)
@@ -110,11 +157,15 @@ def run_folder(
     skip_existing: bool = False,
     quiet: bool = False,
     report: Callable[[ClipResult], None] | None = None,
+    executor: Executor | None = None,
 ) -> list[ClipResult]:
-    """Run every clip (``workers`` processes at a time); one result per job, in order.
+    """Run every clip (``workers`` processes at a time, or by ``executor``); one result per
+    job, in order.
 
-    ``report`` is called as each clip finishes. A signal stops the run: the clips being
-    processed are aborted (their outputs discarded) and the others are not started.
+    ``report`` is called as each clip finishes; unless ``quiet``, a progress bar counts the
+    clips and frames done when they run outside this process. A signal stops the run: the
+    clips being processed are aborted (their outputs discarded) and the others are not
+    started.
     """
     results: dict[str, ClipResult] = {}
     pending = []
@@ -123,13 +174,21 @@ def run_folder(
             results[job.clip] = ClipResult(job.clip, "skipped", reason="output exists")
         else:
             pending.append(job)
-    finished = (
-        _run_here(pending, quiet=quiet) if workers == 1 else _run_in_workers(pending, workers)
-    )
-    for result in finished:
-        results[result.clip] = result
-        if report is not None:
-            report(result)
+    if not pending:
+        finished: Iterator[ClipResult] = iter(())
+    elif executor is not None:
+        finished = executor(pending)
+    elif workers == 1:
+        finished = _run_here(pending, quiet=quiet)
+    else:
+        finished = _run_in_workers(pending, workers)
+    in_process = executor is None and workers == 1
+    with _clips_progress(len(pending), enabled=not (quiet or in_process or not pending)) as done:
+        for result in finished:
+            results[result.clip] = result
+            done(result)
+            if report is not None:
+                report(result)
     return [
         results.get(job.clip, ClipResult(job.clip, "not run", reason="interrupted")) for job in jobs
     ]
@@ -194,9 +253,47 @@ def _run_clip_in_worker(job: ClipJob) -> ClipResult:
     return run_clip(job, quiet=True, signals=(signal.SIGTERM,))
 
 
-def clips_table(results: Sequence[ClipResult]) -> Table:
-    """The end-of-run table of a folder run."""
-    table = Table(title="clips", title_justify="left")
+@contextmanager
+def _clips_progress(total: int, *, enabled: bool) -> Iterator[Callable[[ClipResult], None]]:
+    """A progress bar of clips (and frames/s across the workers); yields what to call as
+    each clip finishes."""
+    if not enabled:
+        yield lambda result: None
+        return
+    progress = Progress(
+        TextColumn("clips"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[frames]} frames, {task.fields[fps]:.1f} frames/s"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    started, frames = time.perf_counter(), 0
+
+    def done(result: ClipResult) -> None:
+        nonlocal frames
+        frames += result.frames
+        fps = frames / max(time.perf_counter() - started, 1e-9)
+        progress.update(task, advance=1, frames=frames, fps=fps)
+
+    with progress:
+        task = progress.add_task("clips", total=total, frames=0, fps=0.0)
+        yield done
+
+
+def clips_table(results: Sequence[ClipResult], seconds: float | None = None) -> Table:
+    """The end-of-run table of a folder run; ``seconds``, the run's wall time, adds the
+    overall frames/s to the title."""
+    title = "clips"
+    if seconds is not None:
+        totals = folder_totals(results, seconds)
+        counts = ", ".join(f"{n} {status}" for status, n in totals["counts"].items() if n)
+        title += (
+            f": {counts}; {totals['frames']} frames in {seconds:.1f} s "
+            f"({totals['fps']:.1f} frames/s)"
+        )
+    table = Table(title=title, title_justify="left", min_width=len(title))
     for column in ("clip", "frames", "seconds", "status", "reason"):
         table.add_column(column, justify="right" if column in ("frames", "seconds") else "left")
     colours = {"done": "green", "skipped": "cyan", "failed": "red"}
@@ -212,7 +309,27 @@ def clips_table(results: Sequence[ClipResult]) -> Table:
     return table
 
 
-def folder_summary(results: Sequence[ClipResult]) -> dict[str, Any]:
-    """The ``--json`` document of a folder run."""
-    counts = {status: sum(r.status == status for r in results) for status in get_args(ClipStatus)}
-    return {"clips": [asdict(result) for result in results], "counts": counts}
+def status_counts(results: Sequence[ClipResult]) -> dict[str, int]:
+    """How many clips ended with each status."""
+    return {status: sum(r.status == status for r in results) for status in get_args(ClipStatus)}
+
+
+def folder_totals(results: Sequence[ClipResult], seconds: float) -> dict[str, Any]:
+    """Clips per status, the frames the clips' pipelines processed, frames/s over ``seconds``
+    (the run's wall time)."""
+    frames = sum(result.frames for result in results)
+    fps = frames / seconds if seconds > 0 else 0.0
+    return {
+        "counts": status_counts(results),
+        "frames": frames,
+        "seconds": round(seconds, 3),
+        "fps": round(fps, 2),
+    }
+
+
+def folder_summary(results: Sequence[ClipResult], seconds: float | None = None) -> dict[str, Any]:
+    """The ``--json`` document of a folder run (with the totals when ``seconds`` is given)."""
+    clips = [asdict(result) for result in results]
+    if seconds is None:
+        return {"clips": clips, "counts": status_counts(results)}
+    return {"clips": clips, **folder_totals(results, seconds)}

@@ -5,10 +5,26 @@ order; when the source's input ends, an end-of-input marker follows them and eac
 closes after forwarding it, so every stage has flushed when its successor closes. A
 stage takes up to ``batch`` frames per call: what is queued, without waiting for more.
 
+Live inputs (the source's options carry ``live``, a ``LiveOptions``) with
+``policy: latest`` trade completeness for freshness: the queues hold one batch and drop
+their oldest frame when full, and every stage drops the frames older than
+``max_latency_ms`` (since capture) before working on them, except the newest one when
+nothing newer waits (a pipeline slower than ``max_latency_ms`` still delivers its freshest
+frames). Any frame may go, a stream's first too: the flow stage takes the first frame it
+sees as the stream's first (zero flow), the encoder's timeline starts at the first frame
+it writes. Every dropped frame is counted, per stage. ``policy: all`` and file inputs
+drop nothing (back-pressure). The end-to-end latency of every frame (capture to leaving
+the last stage) goes into the run's figures.
+
 Stopping: the first SIGINT/SIGTERM calls ``source.stop()`` and lets the frames in flight
-through (outputs complete and kept); a second one, or a stage's error, aborts: every
-context is marked ``failed`` (sinks discard their partial outputs), the queues are closed
-so blocked stages wake up, and every stage is closed.
+through (outputs complete and kept); a second one, or a stage's error, aborts: the queues
+are closed so blocked stages wake up, and every stage is closed. An error, or a second
+signal on a file input, marks every context ``failed`` (sinks discard their partial
+outputs: the input can be run again). A second signal on a live input keeps what was
+recorded (it cannot be captured again): the frames in flight are dropped, each stage ends
+its open streams (the encoder finishes its file) and its outputs are kept. So does a live
+source's error (a camera gone for good): the run fails with it, but the frames captured
+flow through as at the end of the input and the outputs are kept.
 """
 
 from __future__ import annotations
@@ -17,7 +33,7 @@ import collections
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from typing import Any, Literal
@@ -29,9 +45,9 @@ from ianet.errors import InputError
 from ianet_stream.config import PipelineSpec, resolve_device
 from ianet_stream.console import console
 from ianet_stream.frame import Frame, StreamEnd, StreamStart
-from ianet_stream.stage import Context, Message, Source, Stage
-from ianet_stream.stats import RunSummary, StageStats, Status, status_line
-from ianet_stream.uris import redact
+from ianet_stream.stage import Context, LiveOptions, Message, Source, Stage
+from ianet_stream.stats import RunStats, RunSummary, StageStats, Status, status_line
+from ianet_stream.uris import redact, redact_text
 
 ABORT_GRACE_S = 3.0  # how long an abort waits for stages to close before giving up on them
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -62,7 +78,8 @@ class MessageQueue:
     ``policy="block"``: a full queue makes ``put`` wait (back-pressure: nothing is lost).
     ``policy="latest"``: a full queue drops its oldest frame to make room for a new one
     (stream markers are never dropped) and counts it in ``dropped``: for live sources,
-    whose latency must stay bounded when the stages downstream are slower.
+    whose latency must stay bounded when the stages downstream are slower. ``peak`` is the
+    most items it has held.
     """
 
     def __init__(self, capacity: int, policy: Literal["block", "latest"] = "block") -> None:
@@ -71,6 +88,7 @@ class MessageQueue:
         self.capacity = capacity
         self.policy = policy
         self.dropped = 0
+        self.peak = 0
         self._items: collections.deque[Item] = collections.deque()
         self._changed = threading.Condition()
         self._closed = False
@@ -89,6 +107,7 @@ class MessageQueue:
             if self._closed:
                 raise QueueClosed
             self._items.append(item)
+            self.peak = max(self.peak, len(self._items))
             self._changed.notify_all()
 
     def take(self, limit: int) -> list[Item]:
@@ -105,6 +124,11 @@ class MessageQueue:
                     taken.append(self._items.popleft())
             self._changed.notify_all()
             return taken
+
+    def holds_frames(self) -> bool:
+        """Whether a frame is waiting (not only stream markers)."""
+        with self._changed:
+            return any(isinstance(item, Frame) for item in self._items)
 
     def close(self) -> None:
         """Wake every waiter with ``QueueClosed``; later puts and takes raise it too."""
@@ -126,19 +150,43 @@ def run_pipeline(
     quiet: bool = False,
     keep_interrupted: bool = True,
     signals: Sequence[signal.Signals] = STOP_SIGNALS,
+    monitor: Callable[[RunStats], None] | None = None,
 ) -> RunSummary:
     """Run a validated pipeline to the end of its input (or until stopped).
 
     ``keep_interrupted=False`` makes the first signal abort (outputs discarded) rather than
     stop the source and flush: a folder run wants no truncated clip under a final name.
-    ``signals`` are handled only when called from the main thread. Never raises for a
-    stage's error: the summary's ``status`` is ``failed`` and its ``error`` names the stage
-    and the input.
+    ``signals`` are handled only when called from the main thread. ``monitor`` is given the
+    run's live figures before the stages start (a metrics endpoint reads them). Never raises
+    for a stage's error: the summary's ``status`` is ``failed`` and its ``error`` names the
+    stage and the input. Returns once every stage has closed (or, after an abort, once
+    ``ABORT_GRACE_S`` have passed).
     """
     device = resolve_device(spec)
     base = Context(device=device, batch=spec.batch, quiet=quiet)
     runner = _Runner(spec, [replace(base, stats={}) for _ in spec.stages], keep_interrupted)
+    runner.torch_threads = torch_threads_per_stage(spec, device)
+    if monitor is not None:
+        monitor(runner.stats)
     return runner.run(quiet=quiet, signals=signals)
+
+
+def torch_threads_per_stage(spec: PipelineSpec, device: str) -> int | None:
+    """The CPU threads each torch stage's thread gets on the CPU: torch's threads shared
+    among those stages, so that stages working at the same time do not fight over the
+    same cores (None: the device is not the CPU, or no stage uses torch)."""
+    stages = sum(stage.cls.needs_torch for stage in spec.stages)
+    if device != "cpu" or stages == 0:
+        return None
+    import torch
+
+    return max(1, torch.get_num_threads() // stages)
+
+
+def live_options(spec: PipelineSpec) -> LiveOptions | None:
+    """The source's ``live`` options; ``None`` for a file-like input."""
+    live = getattr(spec.source.options, "live", None)
+    return live if isinstance(live, LiveOptions) else None
 
 
 class _Runner:
@@ -146,17 +194,30 @@ class _Runner:
         self.spec = spec
         self.contexts = contexts
         self.keep_interrupted = keep_interrupted
-        self.input = redact(str(getattr(spec.source.options, "uri", spec.source.name)))
-        self.queues = [MessageQueue(2 * spec.batch) for _ in spec.stages[1:]]
-        self.stats = [
-            StageStats(stage.name, stage.label, context.stats)
-            for stage, context in zip(spec.stages, contexts, strict=True)
+        self.torch_threads: int | None = None
+        uri = getattr(spec.source.options, "uri", spec.source.name)
+        self.uris = [str(u) for u in uri] if isinstance(uri, list | tuple) else [str(uri)]
+        self.input = ", ".join(redact(u) for u in self.uris)
+        self.live = live_options(spec)
+        latest = self.live is not None and self.live.policy == "latest"
+        self.max_age = self.live.max_latency_ms / 1000 if self.live and latest else None
+        self.queues = [
+            MessageQueue(spec.batch, "latest") if latest else MessageQueue(2 * spec.batch)
+            for _ in spec.stages[1:]
         ]
+        inboxes = [None, *self.queues]
+        self.stats = RunStats(
+            [
+                StageStats(stage.name, stage.label, context.stats, inbox)
+                for stage, context, inbox in zip(spec.stages, contexts, inboxes, strict=True)
+            ]
+        )
         self.stages: list[Stage | None] = [None] * len(spec.stages)
         self._lock = threading.RLock()  # also taken by signal handlers
         self._error: tuple[int, Exception] | None = None
         self._stopping = False
         self._aborted_at: float | None = None
+        self._keep_outputs = True  # after an abort: whether stages end their streams and keep
         self._source_stopped = False
         self._open_streams: set[str] = set()
         self._source_clock = 0.0
@@ -175,10 +236,16 @@ class _Runner:
         seconds = time.perf_counter() - started
         if self._error is not None:
             index, exception = self._error
-            reason = _one_line(exception).removeprefix(f"{self.input}: ")
+            reason = self._redacted(_one_line(exception)).removeprefix(f"{self.input}: ")
             error = f"{self.spec.stages[index].label} on {self.input}: {reason}"
             return RunSummary(self.input, "failed", seconds, self.stats, error, exception)
         return RunSummary(self.input, self._status(), seconds, self.stats)
+
+    def _redacted(self, text: str) -> str:
+        """``text`` with the credentials of every URL in it hidden (errors quote inputs)."""
+        for uri in self.uris:
+            text = text.replace(uri, redact(uri))
+        return redact_text(text)
 
     def _status(self) -> Status:
         if self._aborted_at is not None:
@@ -217,9 +284,25 @@ class _Runner:
         except QueueClosed:
             pass
         except Exception as error:
-            self._fail(0, error)
+            if self.live is None:
+                self._fail(0, error)
+            else:
+                self._lose_source(error)
         finally:
             self._close(0)
+
+    def _lose_source(self, error: Exception) -> None:
+        """A live source failed (a camera gone for good): the run fails with its error, but
+        what it captured flows through as at the end of the input, and outputs are kept."""
+        with self._lock:
+            if self._error is None and self._aborted_at is None:
+                self._error = (0, error)
+        try:
+            for stream in sorted(self._open_streams):
+                self._emit(StreamEnd(stream))
+            self.queues[0].put(END_OF_INPUT)
+        except QueueClosed:
+            pass
 
     def _emit(self, message: Message) -> None:
         now = time.perf_counter()
@@ -230,43 +313,81 @@ class _Runner:
             self._open_streams.discard(message.stream)
         elif not is_frame:
             raise TypeError(f"a source emitted {type(message).__name__}, not a message")
-        self.stats[0].record(now - self._source_clock, int(is_frame))
-        queue = self.queues[0]
-        queue.put(message)
-        if queue.dropped:
-            self.contexts[0].stats["drops"] = queue.dropped
+        self.stats.stages[0].record(now - self._source_clock, int(is_frame))
+        self.queues[0].put(message)
         self._source_clock = time.perf_counter()
 
     def _stage_main(self, index: int) -> None:
-        spec, stats = self.spec.stages[index], self.stats[index]
+        spec, stats = self.spec.stages[index], self.stats.stages[index]
         inbox = self.queues[index - 1]
         outbox = self.queues[index] if index < len(self.queues) else None
+        streams: set[str] = set()  # started and not yet ended in this stage
         try:
+            if spec.cls.needs_torch and self.torch_threads is not None:
+                import torch
+
+                torch.set_num_threads(self.torch_threads)  # this thread's share of the cores
             stage = self.stages[index] = spec.cls(spec.options, self.contexts[index])
             stage.open()
             while (messages := inbox.take(self.spec.batch))[0] is not END_OF_INPUT:
                 head = messages[0]
+                if isinstance(head, Frame):
+                    messages = self._fresh(messages, stats, inbox)
+                    if not messages:
+                        continue
                 started = time.perf_counter()
                 if isinstance(head, Frame):
                     out = stage.process(messages)
                 elif isinstance(head, StreamStart):
                     stage.start_stream(head.info)
+                    streams.add(head.info.id)
                     out = [head]
                 else:
                     out = [*stage.end_stream(head.stream), head]
+                    streams.discard(head.stream)
                 frames = len(messages) if isinstance(head, Frame) else 0
                 stats.record(time.perf_counter() - started, frames)
-                if outbox is not None:
+                if outbox is None:
+                    self._record_latency(messages if frames else [])
+                else:
                     for message in out:
                         outbox.put(message)
             if outbox is not None:
                 outbox.put(END_OF_INPUT)
         except QueueClosed:
-            pass
+            if self._keep_outputs:
+                self._end_streams(index, streams)
         except Exception as error:
             self._fail(index, error)
         finally:
             self._close(index)
+
+    def _fresh(self, frames: list[Frame], stats: StageStats, inbox: MessageQueue) -> list[Frame]:
+        """The frames young enough to work on (all of them unless ``policy: latest``)."""
+        if self.max_age is None:
+            return frames
+        now = time.monotonic()
+        fresh = [frame for frame in frames if now - frame.captured <= self.max_age]
+        if not fresh and not inbox.holds_frames():
+            fresh = frames[-1:]  # nothing newer is waiting: the freshest frame there is
+        stats.stale += len(frames) - len(fresh)
+        return fresh
+
+    def _record_latency(self, frames: list[Frame]) -> None:
+        now = time.monotonic()
+        for frame in frames:
+            self.stats.latency.record(now - frame.captured)
+
+    def _end_streams(self, index: int, streams: set[str]) -> None:
+        """After an abort that keeps outputs: end the stage's open streams (frames dropped)."""
+        stage = self.stages[index]
+        if stage is None:
+            return
+        try:
+            for stream in sorted(streams):
+                stage.end_stream(stream)
+        except Exception as error:
+            self._fail(index, error)
 
     def _close(self, index: int) -> None:
         stage = self.stages[index]
@@ -281,11 +402,13 @@ class _Runner:
         with self._lock:
             if self._error is None and self._aborted_at is None:
                 self._error = (index, error)
-        self._abort()
+        self._abort(keep_outputs=False)
 
-    def _abort(self) -> None:
-        for context in self.contexts:
-            context.failed = True
+    def _abort(self, keep_outputs: bool) -> None:
+        if not keep_outputs:
+            self._keep_outputs = False
+            for context in self.contexts:
+                context.failed = True
         for queue in self.queues:
             queue.close()
         self._stop_source()
@@ -304,7 +427,7 @@ class _Runner:
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self._stopping or not self.keep_interrupted:
             self._aborted_at = time.monotonic()
-            self._abort()
+            self._abort(keep_outputs=self.keep_interrupted and self.live is not None)
         else:
             self._stopping = True
             self._stop_source()

@@ -1,5 +1,6 @@
-"""Per-stage statistics of a run: frames, frames/s, latency, counters; the live line and
-the end-of-run table."""
+"""Figures of a run: per-stage frames, frames/s, time per frame, queue depth, drops and
+counters, and the end-to-end latency (capture to leaving the last stage); the live status
+line, the end-of-run table and the JSON summary."""
 
 from __future__ import annotations
 
@@ -9,11 +10,76 @@ import os
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+from rich import box
 from rich.table import Table
 
 Status = Literal["done", "interrupted", "aborted", "failed"]
+
+_LOG_BASE_S = 1e-6  # the smallest latency told apart (1 us)
+_LOG_RATIO = 1.02  # bucket width: a percentile is within 1 % of the true value
+_LOG_BUCKETS = math.ceil(math.log(1e4 / _LOG_BASE_S) / math.log(_LOG_RATIO))  # up to ~3 hours
+
+
+class LatencyLog:
+    """A distribution of durations in seconds, in constant memory (a run may last for days).
+
+    Durations go into logarithmic buckets 2 % wide; a percentile is the middle of its
+    bucket (within 1 % of the exact value), clamped to the smallest and largest seen.
+    ``snapshot()`` and ``percentile_ms(q, since=snapshot)`` give the figures of the
+    durations recorded after the snapshot (a window of time). Written by one thread, read by
+    any (copies are taken whole under the GIL).
+    """
+
+    def __init__(self) -> None:
+        self._counts = array("q", bytes(8 * _LOG_BUCKETS))
+        self.count = 0
+        self.total = 0.0
+        self.lowest = math.inf
+        self.highest = 0.0
+
+    def record(self, seconds: float) -> None:
+        seconds = max(seconds, 0.0)
+        bucket = 0 if seconds <= _LOG_BASE_S else int(math.log(seconds / _LOG_BASE_S, _LOG_RATIO))
+        self._counts[min(bucket, _LOG_BUCKETS - 1)] += 1
+        self.count += 1
+        self.total += seconds
+        self.lowest = min(self.lowest, seconds)
+        self.highest = max(self.highest, seconds)
+
+    def snapshot(self) -> array:
+        """The bucket counts now, for ``percentile_ms(q, since=...)`` later."""
+        return self._counts[:]
+
+    def percentile_ms(self, q: float, since: array | None = None) -> float:
+        """The ``q``-th percentile (nearest rank) in milliseconds; 0 when nothing was recorded."""
+        counts = self._counts[:]
+        if since is not None:
+            counts = array("q", (now - then for now, then in zip(counts, since, strict=True)))
+        recorded = sum(counts)
+        if not recorded:
+            return 0.0
+        rank, seen = max(1, math.ceil(q / 100 * recorded)), 0
+        for bucket, count in enumerate(counts):
+            seen += count
+            if seen >= rank:
+                middle = _LOG_BASE_S * _LOG_RATIO ** (bucket + 0.5)
+                return 1000 * min(max(middle, self.lowest), self.highest)
+        return 1000 * self.highest
+
+    @property
+    def mean_ms(self) -> float:
+        return 1000 * self.total / self.count if self.count else 0.0
+
+
+class QueueView(Protocol):
+    """What the figures read of the queue in front of a stage (``runner.MessageQueue``)."""
+
+    dropped: int
+    peak: int
+
+    def __len__(self) -> int: ...
 
 
 class StageStats:
@@ -21,66 +87,72 @@ class StageStats:
 
     ``busy`` is the time spent in the stage's own calls; ``frames/s`` is frames over
     ``busy`` (the stage's throughput when it has input); each frame of a batch is charged
-    the call's time divided by the batch size. ``counters`` is the stage's
-    ``context.stats`` (``drops``, ``reconnects``, ...).
+    the call's time divided by the batch size. ``inbox`` is the queue in front of the stage
+    (``None`` for the source). ``stale`` counts the frames the stage dropped as too old
+    (live inputs); ``drops`` adds the frames its full inbox dropped and those the stage
+    counted itself. ``counters`` is the stage's ``context.stats`` (``drops``,
+    ``reconnects``, ...).
     """
 
-    def __init__(self, name: str, label: str, counters: dict[str, Any]) -> None:
+    def __init__(
+        self, name: str, label: str, counters: dict[str, Any], inbox: QueueView | None = None
+    ) -> None:
         self.name = name
         self.label = label
         self.counters = counters
+        self.inbox = inbox
         self.frames = 0
         self.busy = 0.0
-        self._latencies = array("d")
+        self.stale = 0
+        self.times = LatencyLog()
 
     def record(self, seconds: float, frames: int) -> None:
         """One call took ``seconds`` and handled ``frames`` frames (0 for stream markers)."""
         self.busy += seconds
-        if frames:
-            self.frames += frames
-            self._latencies.extend([seconds / frames] * frames)
+        for _ in range(frames):
+            self.times.record(seconds / frames)
+        self.frames += frames
 
     @property
     def fps(self) -> float:
         return self.frames / self.busy if self.busy > 0 else 0.0
 
     @property
-    def mean_ms(self) -> float:
-        return 1000 * sum(self._latencies) / len(self._latencies) if self._latencies else 0.0
+    def drops(self) -> int:
+        queued = self.inbox.dropped if self.inbox is not None else 0
+        return queued + self.stale + int(self.counters.get("drops", 0))
 
     @property
-    def p95_ms(self) -> float:
-        if not self._latencies:
-            return 0.0
-        ordered = sorted(self._latencies)
-        return 1000 * ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+    def queue_depth(self) -> int:
+        return len(self.inbox) if self.inbox is not None else 0
+
+    @property
+    def queue_max(self) -> int:
+        return self.inbox.peak if self.inbox is not None else 0
 
     def as_dict(self, seconds: float) -> dict[str, Any]:
         return {
             "stage": self.label,
             "frames": self.frames,
             "fps": round(self.fps, 2),
-            "mean_ms": round(self.mean_ms, 3),
-            "p95_ms": round(self.p95_ms, 3),
+            "mean_ms": round(self.times.mean_ms, 3),
+            "p50_ms": round(self.times.percentile_ms(50), 3),
+            "p95_ms": round(self.times.percentile_ms(95), 3),
             "busy": round(self.busy / seconds, 3) if seconds > 0 else 0.0,
+            "drops": self.drops,
+            "queue_max": self.queue_max,
             "counters": dict(self.counters),
         }
 
 
 @dataclass
-class RunSummary:
-    """The outcome of one pipeline run on one input.
+class RunStats:
+    """The live figures of a run, read by the status line and the metrics endpoint while
+    the stages update them: one ``StageStats`` per stage and the end-to-end ``latency``
+    (capture to leaving the last stage) of every frame that got through."""
 
-    ``status``: ``done``; ``interrupted`` (stopped by a signal, outputs flushed and kept);
-    ``aborted`` (stopped at once, outputs discarded); ``failed`` (``error`` says why).
-    """
-
-    input: str
-    status: Status
-    seconds: float
-    stages: list[StageStats] = field(default_factory=list)
-    error: str | None = None
-    exception: Exception | None = field(default=None, repr=False)
+    stages: list[StageStats]
+    latency: LatencyLog = field(default_factory=LatencyLog)
 
     @property
     def frames(self) -> int:
@@ -88,10 +160,44 @@ class RunSummary:
         return self.stages[-1].frames if self.stages else 0
 
     @property
+    def drops(self) -> int:
+        return sum(stage.drops for stage in self.stages)
+
+    @property
+    def reconnects(self) -> int:
+        return sum(int(stage.counters.get("reconnects", 0)) for stage in self.stages)
+
+
+@dataclass
+class RunSummary:
+    """The outcome of one pipeline run on one input.
+
+    ``status``: ``done``; ``interrupted`` (stopped by a signal, the frames in flight
+    finished, outputs kept); ``aborted`` (stopped at once: outputs discarded, except a live
+    input's, which keep what was written); ``failed`` (``error`` says why).
+    """
+
+    input: str
+    status: Status
+    seconds: float
+    stats: RunStats = field(default_factory=lambda: RunStats([]))
+    error: str | None = None
+    exception: Exception | None = field(default=None, repr=False)
+
+    @property
+    def stages(self) -> list[StageStats]:
+        return self.stats.stages
+
+    @property
+    def frames(self) -> int:
+        return self.stats.frames
+
+    @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
+        latency = self.stats.latency
         return {
             "input": self.input,
             "status": self.status,
@@ -99,37 +205,67 @@ class RunSummary:
             "frames": self.frames,
             "seconds": round(self.seconds, 3),
             "fps": round(self.fps, 2),
+            "drops": self.stats.drops,
+            "reconnects": self.stats.reconnects,
+            "latency_ms": {
+                "p50": round(latency.percentile_ms(50), 3),
+                "p95": round(latency.percentile_ms(95), 3),
+            },
             "stages": [stage.as_dict(self.seconds) for stage in self.stages],
         }
 
 
-def status_line(stages: list[StageStats], seconds: float) -> str:
-    """The live line: frames per stage, end-to-end frames/s, elapsed time."""
-    counts = " > ".join(f"{stage.name} {stage.frames}" for stage in stages)
-    fps = stages[-1].frames / seconds if seconds > 0 else 0.0
-    return f"{counts}  |  {fps:.1f} frames/s  |  {seconds:.1f} s"
+def status_line(stats: RunStats, seconds: float) -> str:
+    """The live line: frames per stage, end-to-end frames/s and latency, drops, elapsed time."""
+    counts = " > ".join(f"{stage.name} {stage.frames}" for stage in stats.stages)
+    fps = stats.frames / seconds if seconds > 0 else 0.0
+    line = f"{counts}  |  {fps:.1f} frames/s"
+    if stats.latency.count:
+        line += f"  |  latency p95 {stats.latency.percentile_ms(95):.0f} ms"
+    if drops := stats.drops:
+        line += f"  |  {drops} dropped"
+    return f"{line}  |  {seconds:.1f} s"
 
 
 def stats_table(summary: RunSummary) -> Table:
-    """The end-of-run table, one row per stage."""
+    """The end-of-run table, one row per stage; the totals above and below it."""
+    latency, totals = summary.stats.latency, summary.stats
+    caption = f"drops {totals.drops}, reconnects {totals.reconnects}"
+    if latency.count:
+        caption = (
+            f"latency (capture to last stage) p50 {latency.percentile_ms(50):.1f} ms, "
+            f"p95 {latency.percentile_ms(95):.1f} ms; {caption}"
+        )
     table = Table(
         title=f"{summary.input}: {summary.frames} frames in {summary.seconds:.1f} s "
         f"({summary.fps:.1f} frames/s, {summary.status})",
         title_justify="left",
+        caption=caption,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
     )
-    for column in ("stage", "frames", "frames/s", "mean ms", "p95 ms", "busy", "counters"):
-        table.add_column(column, justify="left" if column in ("stage", "counters") else "right")
-    for stage in summary.stages:
+    counters = [{k: v for k, v in s.counters.items() if k != "drops"} for s in summary.stages]
+    columns = ["stage", "frames", "frames/s", "mean ms", "p95 ms", "busy", "queue", "drops"]
+    for column in columns + (["counters"] if any(counters) else []):
+        left = column in ("stage", "counters")
+        table.add_column(column, justify="left" if left else "right", no_wrap=column == "stage")
+    for stage, own in zip(summary.stages, counters, strict=True):
         row = stage.as_dict(summary.seconds)
-        table.add_row(
+        cells = [
             stage.label,
             str(stage.frames),
             f"{stage.fps:.1f}",
-            f"{stage.mean_ms:.1f}",
-            f"{stage.p95_ms:.1f}",
+            f"{row['mean_ms']:.1f}",
+            f"{row['p95_ms']:.1f}",
             f"{100 * row['busy']:.0f}%",
-            " ".join(f"{key}={value}" for key, value in stage.counters.items()),
-        )
+            str(stage.queue_max) if stage.inbox is not None else "",
+            str(stage.drops),
+        ]
+        if any(counters):
+            cells.append(" ".join(f"{key}={value}" for key, value in own.items()))
+        table.add_row(*cells)
     return table
 
 

@@ -1,8 +1,8 @@
 """Input URIs: what kind of input a string names, a stream name for it, and redaction.
 
 Kinds: ``-`` (stdin/stdout), ``lavfi:GRAPH`` (an FFmpeg filter graph, e.g. ``testsrc2``),
-``synthetic:`` (the built-in generator), ``webcam:N``, network URLs (``rtsp://``,
-``http://``, ...), a folder, or a file.
+``synthetic:`` (the built-in generator), ``webcam:N`` (or a camera device, ``/dev/video0``),
+network URLs (``rtsp://``, ``http://``, ...), a folder, or a file.
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ class Uri:
         if self.kind == "stdio":
             return "stdin"
         if self.kind == "webcam":
-            return f"webcam{self.target}"
+            if self.target.isdigit():
+                return f"webcam{self.target}"
+            return re.sub(r"[^\w.-]+", "-", Path(self.target.removeprefix("video=")).name)
         if self.kind == "network":
             return urlsplit(self.target).hostname or "stream"
         return self.kind
@@ -55,6 +57,8 @@ def parse_uri(raw: str) -> Uri:
     prefix, colon, rest = raw.partition(":")
     if colon and prefix in ("lavfi", "synthetic", "webcam"):
         return Uri(raw, prefix, rest)
+    if raw.startswith("/dev/video"):
+        return Uri(raw, "webcam", raw)
     if colon and prefix.lower() in NETWORK_SCHEMES and rest.startswith("//"):
         return Uri(raw, "network", raw)
     return Uri(raw, "folder" if Path(raw).is_dir() else "file", raw)
@@ -78,6 +82,14 @@ def redact(uri: str) -> str:
         safe="*",
     )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]*[^\s'\":,;.)\]]")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL in it redacted (``redact``), for logs and error messages."""
+    return _URL_IN_TEXT.sub(lambda match: redact(match.group()), text)
 
 
 def is_video_file(path: Path) -> bool:

@@ -1,8 +1,14 @@
-"""The decode source: video files, stdin, FFmpeg test sources and the synthetic generator.
+"""The decode source: video files, stdin, cameras, network streams, FFmpeg test sources and
+the synthetic generator.
 
 URIs:
     ``clip.mp4``        a file of any container FFmpeg reads (a URL FFmpeg opens works too)
-    ``-``               a stream on stdin (container probed), e.g. ``cat clip.mkv | ...``
+    ``-``               a stream on stdin (container probed), e.g. ``cat clip.mkv | ...``; a
+                        named pipe (FIFO) is read as a file is
+    ``webcam:N``        a camera: ``/dev/videoN`` (v4l2) on Linux (or give the device path),
+                        device N (avfoundation) on macOS, ``webcam:video=NAME`` (dshow) on Windows
+    ``rtsp://...``      a network stream (``rtsp``, ``http(s)`` and HLS ``.m3u8``, ``udp``,
+                        ``rtmp``, ``srt`` where FFmpeg has it), with open and read timeouts
     ``lavfi:GRAPH``     an FFmpeg source, e.g. ``lavfi:testsrc2=size=320x240:rate=25:duration=2``
     ``synthetic:KEYS``  the built-in synthetic generator; its frames carry their ground-truth
                         ``mask``. KEYS are ``key=value`` pairs joined by ``,`` (or ``&``, after an
@@ -11,6 +17,16 @@ URIs:
                         ``synthetic:seed=3,size=320x192,frames=48``
 
 A folder is not a URI here: ``ianet-stream run --input DIR`` runs one pipeline per clip.
+
+Live inputs (option ``live``, see ``live.py``): cameras and network streams are reopened
+after an error or a silence (``reconnect``), their timestamps continuing after the gap;
+live ``lavfi:`` and ``synthetic:`` inputs produce their frames in real time, at their rate.
+
+A list of URIs (``uri: [a.mp4, b.mp4, "synthetic:seed=1"]``) reads every input at once, each
+in its own thread, as a stream of its own (names made unique: ``clip``, ``clip-2``); the
+frames interleave as they come, so the stages batch frames of several streams together.
+``max_frames``, ``start``, ``fps`` and ``size`` apply to each stream. An input's error fails
+the run and names that input, as with a single input (see ``multiplex.py``).
 """
 
 from __future__ import annotations
@@ -19,11 +35,12 @@ import contextlib
 import logging
 import sys
 import threading
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import av
 import av.codec.hwaccel
@@ -31,8 +48,23 @@ import numpy as np
 
 from ianet.errors import InputError
 from ianet_stream.frame import Frame, StreamEnd, StreamInfo, StreamStart
-from ianet_stream.stage import Context, Emit, Source
-from ianet_stream.uris import parse_uri
+from ianet_stream.stage import Context, Emit, LiveOptions, Source
+from ianet_stream.uris import parse_uri, redact
+from ianet_stream_plugins.live import (
+    NETWORK_TIMEOUT_S,
+    Reconnecting,
+    ReconnectOptions,
+    Timeline,
+    check_camera,
+    is_fifo,
+    network_options,
+    paced,
+    reconnects,
+    resolve_live,
+    timeout_reason,
+    webcam_input,
+)
+from ianet_stream_plugins.multiplex import Multiplexer
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +146,13 @@ def _synthetic_video(uri: str) -> tuple[Any, int]:
 class DecodeOptions:
     """Options of the decode source."""
 
-    uri: str = field(
+    uri: str | list[str] = field(
         metadata={
-            "help": "the input: a video file, '-' (stdin), 'lavfi:GRAPH' (an FFmpeg test source) "
-            "or 'synthetic:seed=3,size=320x192,frames=48' (frames with ground-truth masks)"
+            "help": "the input: a video file, '-' (stdin), a named pipe, 'webcam:0', "
+            "'rtsp://user:password@host/path' (or http(s), HLS, udp, rtmp, srt), "
+            "'lavfi:GRAPH' (an FFmpeg test source) "
+            "or 'synthetic:seed=3,size=320x192,frames=48' (frames with ground-truth masks); "
+            "a list of them: all read at once, one stream each"
         }
     )
     max_frames: int | None = field(
@@ -127,21 +162,55 @@ class DecodeOptions:
     fps: float | None = field(
         default=None,
         metadata={
-            "help": "resample to this constant rate (frames dropped or repeated); none keeps"
+            "help": "resample to this constant rate (frames dropped or repeated); none keeps; "
+            "a webcam is asked for this rate"
         },
     )
     size: int | str | None = field(
         default=None,
-        metadata={"help": "scale at decode: WxH, or one number for the short side (keeps aspect)"},
+        metadata={
+            "help": "scale at decode: WxH, or one number for the short side (keeps aspect); "
+            "a webcam is asked for WxH"
+        },
     )
     hwaccel: str | None = field(
         default=None,
         metadata={"help": "hardware decoding, e.g. 'cuda'; falls back to software with a warning"},
     )
+    live: LiveOptions | bool | None = field(
+        default=None,
+        metadata={
+            "help": "true, false or {policy: latest|all, max_latency_ms}; none decides: cameras "
+            "and network streams keep the newest frames, stdin and named pipes lose none, "
+            "files are not live; live lavfi:/synthetic: inputs play at their frame rate"
+        },
+    )
+    reconnect: ReconnectOptions = field(
+        default_factory=ReconnectOptions,
+        metadata={
+            "help": "live cameras and network streams: reopen after an error or a silence "
+            "({first_delay_s, max_delay_s, attempts})"
+        },
+    )
+    timeout_s: float = field(
+        default=NETWORK_TIMEOUT_S,
+        metadata={"help": "cameras and network streams: open and read timeout (seconds)"},
+    )
+    transport: Literal["tcp", "udp"] = field(
+        default="tcp", metadata={"help": "rtsp:// streams: the transport of the media"}
+    )
+    pixel_format: str | None = field(
+        default=None,
+        metadata={"help": "webcams: the capture format asked of the camera, e.g. mjpeg, yuyv422"},
+    )
 
     def __post_init__(self) -> None:
-        if not self.uri.strip():
+        uris = [self.uri] if isinstance(self.uri, str) else list(self.uri)
+        if not uris or not all(uri.strip() for uri in uris):
             raise ValueError("uri: expected a file, '-', 'lavfi:...' or 'synthetic:...'")
+        if uris.count("-") > 1:
+            raise ValueError("uri: '-' (stdin) can be read only once")
+        self.uri = uris[0] if len(uris) == 1 else uris
         if self.max_frames is not None and self.max_frames <= 0:
             raise ValueError(f"max_frames: expected a positive number, got {self.max_frames}")
         if self.start < 0:
@@ -154,16 +223,20 @@ class DecodeOptions:
             raise ValueError(
                 f"hwaccel: expected one of {', '.join(_HW_DEVICES)}, got {self.hwaccel!r}"
             )
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s: expected seconds > 0, got {self.timeout_s}")
+        self.live = resolve_live(self.live, uris)
 
 
 class _Input:
     """An open PyAV input: its container, video stream and what the stream is called."""
 
-    def __init__(self, uri: str, hwaccel: str | None) -> None:
+    def __init__(self, uri: str, options: DecodeOptions) -> None:
         parsed = parse_uri(uri)
-        self.uri, self.name = uri, parsed.name
-        self.is_file = parsed.kind == "file"
-        source, format = parsed.target, None
+        self.uri, self.name = redact(uri), parsed.name  # messages never show credentials
+        self.is_file = parsed.kind == "file" and not is_fifo(uri)
+        self.kind, self.reconnects = parsed.kind, reconnects(parsed)
+        source, format, settings, timeout = parsed.target, None, {}, 30.0
         if parsed.kind == "stdio":
             source = sys.stdin.buffer
         elif parsed.kind == "lavfi":
@@ -174,25 +247,40 @@ class _Input:
                 "(give the folder to 'ianet-stream run --input' to run one pipeline per clip)"
             )
         elif parsed.kind == "webcam":
-            raise InputError(f"{uri}: decode reads files, '-', 'lavfi:' and 'synthetic:' inputs")
+            size = parse_size(options.size) if options.size is not None else None
+            source, format, settings = webcam_input(
+                parsed.target, options.pixel_format, size, options.fps
+            )
+            check_camera(source)
+            timeout = options.timeout_s
+        elif parsed.kind == "network":
+            settings = network_options(uri, options.transport, options.timeout_s)
+            timeout = options.timeout_s
         elif self.is_file:
             self._check_file(Path(uri))
+        hwaccel = options.hwaccel
         accel = _hardware_decoder(hwaccel) if hwaccel else None
+        started = time.monotonic()
         try:
-            self.container = av.open(source, "r", format=format, hwaccel=accel, timeout=30)
+            self.container = av.open(
+                source, "r", format=format, options=settings, hwaccel=accel, timeout=timeout
+            )
         except av.error.FFmpegError as error:
-            raise InputError(f"{uri}: {_describe(error)}") from None
+            reason = _describe(error)
+            if self.reconnects:
+                reason = timeout_reason(error, time.monotonic() - started, timeout) or reason
+            raise InputError(f"{self.uri}: {reason}") from None
         videos = self.container.streams.video
         if not videos:
             kinds = ", ".join(sorted({s.type for s in self.container.streams})) or "none"
             self.container.close()
-            raise InputError(f"{uri}: no video stream (streams: {kinds})")
+            raise InputError(f"{self.uri}: no video stream (streams: {kinds})")
         self.stream = videos[0]
         self.stream.thread_type = "AUTO"
         if accel is not None and not self.stream.codec_context.is_hwaccel:
             log.warning(
                 "%s: no %s decoder for %s; decoding in software",
-                uri,
+                self.uri,
                 hwaccel,
                 self.stream.codec_context.name,
             )
@@ -222,6 +310,8 @@ def _describe(error: Exception) -> str:
     reason = reason[:1].lower() + reason[1:]
     if isinstance(error, av.error.InvalidDataError):
         return f"not a video FFmpeg can read ({reason})"
+    if isinstance(error, av.error.ExitError):  # PyAV's timeout interrupted FFmpeg
+        return "timed out"
     return reason
 
 
@@ -230,8 +320,9 @@ class Decode(Source):
 
     name: ClassVar[str] = "decode"
     help: ClassVar[str] = (
-        "decode a video file, stdin ('-'), an FFmpeg test source ('lavfi:...') or the "
-        "synthetic generator ('synthetic:...') with PyAV"
+        "decode a video file, stdin ('-'), a camera ('webcam:0'), a network stream "
+        "('rtsp://...'), an FFmpeg test source ('lavfi:...') or the synthetic generator "
+        "('synthetic:...') with PyAV; live inputs reconnect"
     )
     Options: ClassVar[type] = DecodeOptions
 
@@ -241,23 +332,37 @@ class Decode(Source):
         self._input: _Input | None = None
         self._synthetic: tuple[Any, int] | None = None
         self._size = parse_size(options.size) if options.size is not None else None
+        self._inputs: Multiplexer | None = None  # a list of URIs: one Decode per input
+        if isinstance(options.uri, list):
+            live = options.live or False  # resolved once, for every input
+            inputs = [Decode(replace(options, uri=uri, live=live), context) for uri in options.uri]
+            self._inputs = Multiplexer(inputs, options.uri)
 
     def open(self) -> None:
         """Open the input: errors about it surface here, before the pipeline starts."""
-        if self.options.uri.startswith("synthetic:"):
+        if self._inputs is not None:
+            self._inputs.open()
+        elif self.options.uri.startswith("synthetic:"):
             self._synthetic = _synthetic_video(self.options.uri)
         else:
-            self._input = _Input(self.options.uri, self.options.hwaccel)
+            self._input = _Input(self.options.uri, self.options)
 
     def close(self) -> None:
+        if self._inputs is not None:
+            self._inputs.close()
         if self._input is not None:
             self._input.container.close()
             self._input = None
 
     def stop(self) -> None:
         self._stop.set()
+        if self._inputs is not None:
+            self._inputs.stop()
 
     def run(self, emit: Emit) -> None:
+        if self._inputs is not None:
+            self._inputs.run(emit)
+            return
         if self._input is None and self._synthetic is None:
             self.open()
         if self._input is not None:
@@ -292,7 +397,8 @@ class Decode(Source):
     def _run_input(self, source: _Input, emit: Emit) -> None:
         stream = source.stream
         options = self.options
-        rate = Fraction(options.fps).limit_denominator(1001) if options.fps else None
+        resample = options.fps and source.kind != "webcam"  # a webcam was asked for the rate
+        rate = Fraction(options.fps).limit_denominator(1001) if resample else None
         width, height = scaled_size(
             stream.codec_context.width, stream.codec_context.height, self._size
         )
@@ -304,11 +410,16 @@ class Decode(Source):
             height=height,
             rate=rate or stream.average_rate or stream.guessed_rate,
             time_base=1 / rate if rate else stream.time_base,
-            live=False,
+            live=options.live is not None,
             container=source.container if source.is_file else None,
         )
         reader = _FrameReader(source, options.start)
         frames = reader.frames()
+        session = None
+        if options.live is not None and source.reconnects:
+            frames = session = self._reconnecting(source, reader)
+        elif options.live is not None and source.kind == "lavfi":
+            frames = paced(frames, lambda frame: frame.time, self._stop)
         if rate is not None:
             frames = _resample(frames, rate)
         pictures = (
@@ -316,8 +427,24 @@ class Decode(Source):
             for frame in frames
         )
         count = self._emit_frames(info, pictures, emit)
+        if session is not None and session.lost:
+            raise InputError(session.lost)  # after StreamEnd: the outputs so far are complete
         if not self._stop.is_set() and count != options.max_frames:
             reader.warn_if_incomplete()
+
+    def _reconnecting(self, source: _Input, reader: _FrameReader) -> Reconnecting:
+        """The frames of a live camera or network stream, reopened when lost (``live.py``)."""
+        stream = source.stream
+        return Reconnecting(
+            source.uri,
+            reader,
+            lambda: _FrameReader(_Input(self.options.uri, self.options), 0.0),
+            self.options.reconnect,
+            Timeline(stream.time_base, stream.average_rate or stream.guessed_rate or 25),
+            endless=source.container.duration is None,
+            stop=self._stop,
+            stats=self.context.stats,
+        )
 
     def _run_synthetic(self, video: Any, rate: int, emit: Emit) -> None:
         width, height = video.size
@@ -329,8 +456,11 @@ class Decode(Source):
             height=height,
             rate=Fraction(rate),
             time_base=Fraction(1, rate),
+            live=self.options.live is not None,
         )
         pictures = ((sample.image, sample.index, sample.mask) for sample in video)
+        if self.options.live is not None:  # a live camera: frames at its rate, in real time
+            pictures = paced(pictures, lambda picture: picture[1] / rate, self._stop)
         self._emit_frames(info, pictures, emit)
 
 
@@ -353,6 +483,9 @@ class _FrameReader:
             # where the file cannot seek, the frames before start are decoded and dropped
             with contextlib.suppress(av.error.FFmpegError):
                 source.container.seek(int(self._start / stream.time_base), stream=stream)
+
+    def close(self) -> None:
+        self.source.container.close()
 
     def frames(self) -> Iterator[av.VideoFrame]:
         stream = self.source.stream

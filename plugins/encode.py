@@ -1,14 +1,22 @@
-"""The encode sink: writes each stream's frames to a video file (or stdout) with PyAV.
+"""The encode sink: writes each stream's frames to a video file, stdout or a network
+receiver with PyAV.
 
 It writes ``frame.output`` when a stage set it and ``frame.image`` otherwise. Timestamps
 are the input's, shifted so the output starts at zero (variable frame rates survive). A
 file input's first audio stream is copied alongside (re-encoded to AAC, or Opus in WebM,
 when the container cannot hold its codec). Files are written under a hidden temporary name
 beside the final one and renamed when the run succeeds; a failed run leaves nothing.
+
+Pushes (``rtsp://``, ``rtmp://``, ``udp://``, ``tcp://``, ``srt://``) go through FFmpeg's
+own muxers and protocols: RTSP ANNOUNCE/RECORD (over TCP unless ``rtsp_transport`` says
+otherwise), FLV over RTMP, MPEG-TS over the others. Pushes and stdout default to low
+latency: no B-frames or look-ahead, a keyframe every second, every packet flushed to the
+receiver as it is made (a Matroska pipe lags one frame behind, NUT and MPEG-TS none).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -16,7 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Literal
+from typing import Any, BinaryIO, ClassVar, Literal, get_args
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import av
 import numpy as np
@@ -25,12 +34,13 @@ from ianet.errors import InputError
 from ianet_stream.cli import ConfigError
 from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context, Stage
+from ianet_stream.uris import redact
 
 from .video import PendingOutputs, to_numpy
 
 log = logging.getLogger(__name__)
 
-Container = Literal["mp4", "mkv", "mov", "webm", "nut", "ts"]
+Container = Literal["mp4", "mkv", "mov", "webm", "nut", "ts", "flv"]
 _PRORES_ALPHA = ("prores_ks", "yuva444p10le")
 _VP9_ALPHA = ("libvpx-vp9", "yuva420p")
 # container -> (FFmpeg muxer, default video encoder, encoder and pixel format for alpha)
@@ -41,7 +51,21 @@ _CONTAINERS: dict[str, tuple[str, str, tuple[str, str] | None]] = {
     "webm": ("webm", "libvpx-vp9", _VP9_ALPHA),
     "nut": ("nut", "libx264", None),
     "ts": ("mpegts", "libx264", None),
+    "flv": ("flv", "libx264", None),
+    "rtsp": ("rtsp", "libx264", None),  # a push only, never a file
 }
+_STREAMING = ("mkv", "webm", "nut", "ts", "flv")  # containers a pipe or a socket can carry
+# push scheme -> its fixed container, or None where ``format`` may choose one of _STREAMING
+_PUSH_SCHEMES: dict[str, str | None] = {
+    "rtsp": "rtsp",
+    "rtsps": "rtsp",
+    "rtmp": "flv",
+    "rtmps": "flv",
+    "udp": None,
+    "tcp": None,
+    "srt": None,
+}
+_PUSH_CONTAINER = "ts"
 _FOLDER_CONTAINER = "mp4"
 _STDOUT_CONTAINER = "mkv"  # Matroska streams to a pipe: `... | ffplay -` plays it
 _ALPHA_PIX_FMTS = {"prores_ks": "yuva444p10le", "libvpx-vp9": "yuva420p", "libvpx": "yuva420p"}
@@ -51,11 +75,31 @@ _CODEC_OPTIONS = {
 }
 _DEFAULT_CRF = {"libvpx-vp9": 32, "libvpx": 10}  # libvpx needs one for constant quality
 _FALLBACK_AUDIO = {"webm": "libopus"}  # otherwise aac
+# encoder settings that hand out each frame's packet as soon as the frame is in (with bf=0)
+_LOW_LATENCY: dict[str, dict[str, str]] = {
+    "libx264": {"tune": "zerolatency", "preset": "veryfast"},
+    "libx265": {"tune": "zerolatency", "preset": "veryfast"},
+    "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "row-mt": "1"},
+    "libvpx": {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"},
+}
+# muxer settings that send each packet on as it comes (microseconds for the delays)
+_FLUSHING = {"flush_packets": "1", "max_interleave_delta": "100000"}
+_MATROSKA_FLUSHING = {"cluster_time_limit": "0"}  # a cluster per frame, written at the next
+_RTSP_DEFAULTS = {"rtsp_transport": "tcp", "timeout": "10000000"}
+_UDP_PACKET = "1316"  # 7 MPEG-TS packets per datagram, what receivers expect
+
+
+def push_scheme(path: str) -> str | None:
+    """The network scheme of an output ``path`` (``rtsp``, ``udp``, ...), ``None`` for files."""
+    scheme, separator, _ = path.partition("://")
+    return scheme.lower() if separator and scheme.lower() in _PUSH_SCHEMES else None
 
 
 def is_folder(path: str) -> bool:
     """Whether an output ``path`` names a folder: it ends with a slash, is one, or has no
     extension (a file's extension names its container)."""
+    if push_scheme(path) is not None:
+        return False
     return path.endswith(("/", os.sep)) or Path(path).is_dir() or not Path(path).suffix
 
 
@@ -78,8 +122,10 @@ class EncodeOptions:
 
     path: str = field(
         metadata={
-            "help": "where to write: a file (.mp4, .mkv, .mov, .webm, .nut, .ts), a folder "
-            "(one <stream name>.mp4 per stream) or '-' (Matroska on stdout)"
+            "help": "where to write: a file (.mp4, .mkv, .mov, .webm, .nut, .ts, .flv), a folder "
+            "(one <stream name>.mp4 per stream), '-' (Matroska on stdout, e.g. | ffplay -) or a "
+            "push: rtsp://HOST:PORT/PATH (RTSP record), rtmp://... (FLV), udp://HOST:PORT, "
+            "tcp://HOST:PORT or srt://HOST:PORT (MPEG-TS; srt only where FFmpeg has libsrt)"
         }
     )
     codec: str | None = field(
@@ -96,7 +142,8 @@ class EncodeOptions:
         default=None, metadata={"help": "a target bitrate instead of crf, e.g. 4M or 800k"}
     )
     preset: str | None = field(
-        default=None, metadata={"help": "encoder speed preset, e.g. veryfast (libx264)"}
+        default=None,
+        metadata={"help": "encoder speed preset, e.g. veryfast (libx264; the low-latency default)"},
     )
     pix_fmt: str | None = field(
         default=None,
@@ -105,31 +152,50 @@ class EncodeOptions:
     format: Container | None = field(
         default=None,
         metadata={
-            "help": "container; default from the file's extension, mp4 in a folder, mkv on stdout"
+            "help": "container; default from the file's extension, mp4 in a folder, mkv on "
+            "stdout, ts for udp/tcp/srt pushes (rtsp and rtmp fix theirs); mkv, webm, nut, ts "
+            "and flv stream (nut and ts with no delay, mkv one frame behind)"
         },
     )
     audio: bool = field(
         default=True, metadata={"help": "copy the audio of file inputs (re-encoded if needed)"}
     )
+    low_latency: bool | None = field(
+        default=None,
+        metadata={
+            "help": "send each frame on as soon as it is encoded: no B-frames or look-ahead "
+            "(libx264 tune=zerolatency, preset veryfast; VP9 realtime), a keyframe every gop "
+            "frames, packets flushed at once; default: on for pushes and stdout, off for files"
+        },
+    )
+    gop: int | None = field(
+        default=None,
+        metadata={
+            "help": "frames between keyframes (how long a viewer joining a stream waits); "
+            "default one second of frames with low_latency, the codec's otherwise"
+        },
+    )
+    muxer_options: dict[str, str] = field(
+        default_factory=dict,
+        metadata={
+            "help": "FFmpeg options of the muxer, e.g. {rtsp_transport: udp} (pushes to rtsp:// "
+            "default to tcp and a 10 s timeout); protocol options go in the URL, e.g. "
+            "udp://HOST:PORT?pkt_size=1316 (the default) or tcp://HOST:PORT?timeout=5000000"
+        },
+    )
 
     def __post_init__(self) -> None:
         if not self.path.strip():
-            raise ValueError("path: expected a file, a folder or '-'")
-        if self.container not in _CONTAINERS:
-            raise ValueError(
-                f"path: {self.path!r}: use a .mp4, .mkv, .mov, .webm, .nut or .ts file "
-                "(or set format)"
-            )
-        if self.path == "-" and self.container in ("mp4", "mov"):
-            raise ValueError(
-                f"format: {self.container} cannot stream; use mkv, nut or ts on stdout"
-            )
+            raise ValueError("path: expected a file, a folder, '-' or a rtsp://, udp://... URL")
+        self._check_container()
         if self.codec is not None and (
             self.codec not in av.codecs_available or av.Codec(self.codec, "w").type != "video"
         ):
             raise ValueError(f"codec: FFmpeg has no video encoder {self.codec!r}")
         if self.crf is not None and self.crf < 0:
             raise ValueError(f"crf: expected a number >= 0, got {self.crf}")
+        if self.gop is not None and self.gop < 1:
+            raise ValueError(f"gop: expected a number of frames >= 1, got {self.gop}")
         if self.bitrate is not None:
             parse_bitrate(self.bitrate)
         if self.pix_fmt is not None:
@@ -138,9 +204,32 @@ class EncodeOptions:
             except ValueError:
                 raise ValueError(f"pix_fmt: unknown pixel format {self.pix_fmt!r}") from None
 
+    def _check_container(self) -> None:
+        scheme = push_scheme(self.path)
+        if scheme is not None:
+            fixed = _PUSH_SCHEMES[scheme]
+            if fixed is not None and self.format not in (None, fixed):
+                raise ValueError(f"format: {scheme}:// pushes are {fixed}; leave format unset")
+            if fixed is None and self.container not in _STREAMING:
+                raise ValueError(f"format: {scheme}:// carries {', '.join(_STREAMING)}")
+            return
+        if self.container not in get_args(Container):
+            raise ValueError(
+                f"path: {self.path!r}: use a .mp4, .mkv, .mov, .webm, .nut, .ts or .flv file "
+                "(or set format)"
+            )
+        if self.path == "-" and self.container not in _STREAMING:
+            raise ValueError(
+                f"format: {self.container} cannot stream; use mkv, nut or ts on stdout"
+            )
+
     @property
     def container(self) -> str:
-        """The output container: ``format``, else the file's extension (or the default)."""
+        """The output container: ``format``, else the file's extension, the push's (or the
+        default)."""
+        scheme = push_scheme(self.path)
+        if scheme is not None:
+            return _PUSH_SCHEMES[scheme] or self.format or _PUSH_CONTAINER
         if self.format is not None:
             return self.format
         if self.path == "-":
@@ -149,9 +238,48 @@ class EncodeOptions:
             return _FOLDER_CONTAINER
         return Path(self.path).suffix.lower().lstrip(".")
 
+    @property
+    def is_push(self) -> bool:
+        """Whether the output is a network receiver."""
+        return push_scheme(self.path) is not None
 
-def choose_codec(options: EncodeOptions, alpha: bool) -> tuple[str, str, dict[str, str]]:
-    """The video encoder, its pixel format and its options for ``options.container``."""
+    @property
+    def is_live(self) -> bool:
+        """Whether frames are sent on as they come (``low_latency``, or its default)."""
+        if self.low_latency is not None:
+            return self.low_latency
+        return self.is_push or self.path == "-"
+
+
+def container_options(options: EncodeOptions) -> dict[str, str]:
+    """The muxer's options: live flushing, RTSP's transport and timeout, then the user's."""
+    muxer = _CONTAINERS[options.container][0]
+    chosen: dict[str, str] = {}
+    if options.is_live:
+        chosen |= _FLUSHING
+        if muxer in ("matroska", "webm"):
+            chosen |= _MATROSKA_FLUSHING
+    if muxer == "rtsp":
+        chosen |= _RTSP_DEFAULTS
+    return chosen | options.muxer_options
+
+
+def push_url(options: EncodeOptions) -> str:
+    """The URL FFmpeg opens: MPEG-TS over UDP gets 1316-byte datagrams unless the URL says."""
+    if push_scheme(options.path) != "udp" or options.container != "ts":
+        return options.path
+    parts = urlsplit(options.path)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "pkt_size" for key, _ in query):
+        return options.path
+    return urlunsplit(parts._replace(query=urlencode([*query, ("pkt_size", _UDP_PACKET)])))
+
+
+def choose_codec(
+    options: EncodeOptions, alpha: bool, rate: Fraction = Fraction(25)
+) -> tuple[str, str, dict[str, str]]:
+    """The video encoder, its pixel format and its options for ``options.container``
+    (low-latency ones with ``options.is_live``, a keyframe every second of ``rate``)."""
     _, default_codec, alpha_choice = _CONTAINERS[options.container]
     if alpha and options.codec is None:
         if alpha_choice is None:
@@ -164,6 +292,12 @@ def choose_codec(options: EncodeOptions, alpha: bool) -> tuple[str, str, dict[st
         codec = options.codec or default_codec
         pix_fmt = _ALPHA_PIX_FMTS.get(codec, "yuv420p") if alpha else "yuv420p"
     codec_options = dict(_CODEC_OPTIONS.get(codec, {}))
+    gop = options.gop
+    if options.is_live:
+        codec_options |= _LOW_LATENCY.get(codec, {}) | {"bf": "0"}
+        gop = gop or max(1, round(rate))
+    if gop is not None:
+        codec_options["g"] = str(gop)
     crf = options.crf if options.crf is not None else _DEFAULT_CRF.get(codec)
     if crf is not None and options.bitrate is None:
         codec_options["crf"] = str(crf)
@@ -252,23 +386,42 @@ class _AudioCopy:
 
 
 class _Writer:
-    """One stream's output: the video encoded frame by frame, the input's audio alongside."""
+    """One stream's output: the video encoded frame by frame, the input's audio alongside.
+
+    ``name`` is how errors name the output (a URL without its secrets); a ``target`` that is
+    a file object (stdout) is flushed after every frame when the output is live.
+    """
 
     def __init__(
-        self, target: str | BinaryIO, options: EncodeOptions, info: StreamInfo, picture: np.ndarray
+        self,
+        target: str | BinaryIO,
+        name: str,
+        options: EncodeOptions,
+        info: StreamInfo,
+        picture: np.ndarray,
     ) -> None:
         height, width, channels = picture.shape
-        self.codec, self.pix_fmt, self.codec_options = choose_codec(options, alpha=channels == 4)
+        self.name = name
+        self.is_push = options.is_push
+        self.rate = Fraction(info.rate) if info.rate else Fraction(25)
+        self.codec, self.pix_fmt, self.codec_options = choose_codec(
+            options, alpha=channels == 4, rate=self.rate
+        )
+        self.pipe = target if options.is_live and not isinstance(target, str) else None
         chroma = av.VideoFormat(self.pix_fmt)
         subsampled = chroma.chroma_width(3) != 3 or chroma.chroma_height(3) != 3
         self.pad = (height % 2, width % 2) if subsampled else (0, 0)
         self.picture_format = "rgba" if channels == 4 else "rgb24"
-        self.rate = Fraction(info.rate) if info.rate else Fraction(25)
         self.time_base = Fraction(info.time_base) if info.time_base else 1 / self.rate
         self.origin: Fraction | None = None
         self.last_pts = -1
         self.end = Fraction(0)
-        self.container = av.open(target, "w", format=_CONTAINERS[options.container][0])
+        self.container = av.open(
+            target,
+            "w",
+            format=_CONTAINERS[options.container][0],
+            container_options=container_options(options),
+        )
         self.audio: _AudioCopy | None = None
         try:
             self.video = self.container.add_stream(
@@ -311,18 +464,44 @@ class _Writer:
                 f"encode: {self.codec} rejects its settings (pix_fmt {self.pix_fmt}, "
                 f"{self.video.width}x{self.video.height}, options {self.codec_options}): {error}"
             ) from None
-        self.container.mux(packets)
-        self.last_pts = pts
-        self.end = pts * self.time_base + 1 / self.rate
-        if self.audio is not None:
-            self.audio.copy_until(self.end)
+        end = pts * self.time_base + 1 / self.rate
+        with self._sending():
+            self.container.mux(packets)
+            if self.audio is not None:
+                self.audio.copy_until(end)
+            if self.pipe is not None:
+                self.pipe.flush()
+        self.last_pts, self.end = pts, end
 
     def finish(self) -> None:
         """Flush the encoder, copy the audio up to the video's end, close the container."""
-        self.container.mux(self.video.encode(None))
-        if self.audio is not None:
-            self.audio.finish(self.end)
-        self.close()
+        with self._sending():
+            self.container.mux(self.video.encode(None))
+            if self.audio is not None:
+                self.audio.finish(self.end)
+            self.close()
+
+    @contextlib.contextmanager
+    def _sending(self) -> Iterator[None]:
+        """Turn FFmpeg's output errors (a missing protocol, a refused connection, a full
+        disk) into one line that names the output."""
+        try:
+            yield
+        except av.ProtocolNotFoundError:
+            scheme = self.name.partition("://")[0]
+            raise InputError(
+                f"{self.name}: this FFmpeg build has no {scheme} protocol; "
+                "push with udp://, tcp://, rtsp:// or rtmp:// instead"
+            ) from None
+        except (av.error.FFmpegError, OSError) as error:
+            reason = getattr(error, "strerror", None) or type(error).__name__
+            if not self.is_push:
+                raise InputError(f"{self.name}: cannot write ({reason})") from None
+            if self.last_pts < 0:
+                raise InputError(
+                    f"{self.name}: cannot push ({reason}); is a receiver listening there?"
+                ) from None
+            raise InputError(f"{self.name}: the push broke off ({reason})") from None
 
     def close(self) -> None:
         if self.audio is not None:
@@ -331,12 +510,14 @@ class _Writer:
 
 
 class Encode(Stage):
-    """Writes each stream to a video file, one file per stream in a folder, or stdout."""
+    """Writes each stream to a video file, one file per stream in a folder, stdout, or a
+    network receiver."""
 
     name: ClassVar[str] = "encode"
     help: ClassVar[str] = (
-        "write video files (mp4, mkv, mov, webm; alpha in mov and webm) or stdout, "
-        "keeping timestamps and the input's audio"
+        "write video files (mp4, mkv, mov, webm; alpha in mov and webm), stdout, or push to "
+        "rtsp://, rtmp://, udp://, tcp://, srt:// receivers, keeping timestamps and the "
+        "input's audio"
     )
     kind: ClassVar[Literal["source", "transform", "sink"]] = "sink"
     Options: ClassVar[type] = EncodeOptions
@@ -351,6 +532,10 @@ class Encode(Stage):
 
     @classmethod
     def clip_output(cls, options: EncodeOptions, folder: str, stem: str) -> tuple[str, str]:
+        if options.is_push:
+            raise ConfigError(
+                f"encode: a folder run writes one file per clip; {redact(folder)} takes one stream"
+            )
         path = str(Path(folder) / f"{stem}.{options.container}")
         return path, path
 
@@ -366,23 +551,27 @@ class Encode(Stage):
 
     def end_stream(self, stream: str) -> list[Frame]:
         info = self._infos.pop(stream, None)
-        writer = self._writers.pop(stream, None)
+        writer = self._writers.get(stream)
         if writer is None:
             if info is not None:
                 log.warning("encode: %s had no frames; nothing written", info.name)
             return []
         writer.finish()
+        del self._writers[stream]
         if stream in self._temporaries:
             self._outputs.complete(self._temporaries.pop(stream))
-        else:
+        elif self.options.path == "-":
             sys.stdout.buffer.flush()
         return []
 
     def close(self) -> None:
-        for writer in self._writers.values():
-            writer.close()
-        self._writers.clear()
-        self._outputs.finish(failed=self.context.failed)
+        try:
+            with contextlib.ExitStack() as closing:
+                for writer in self._writers.values():
+                    closing.callback(writer.close)
+        finally:
+            self._writers.clear()
+            self._outputs.finish(failed=self.context.failed)
 
     def _open(self, stream: str, picture: np.ndarray) -> _Writer:
         """The writer of a stream's first frame (the picture fixes its size and alpha)."""
@@ -395,16 +584,26 @@ class Encode(Stage):
                 f"{'x'.join(map(str, picture.shape))}"
             )
         final, target = self._target(stream, info)
+        muxer = _CONTAINERS[self.options.container][0]
+        if muxer not in av.formats_available:
+            raise InputError(f"{final}: this FFmpeg build has no {muxer} muxer")
         try:
-            writer = _Writer(target, self.options, info, picture)
+            writer = _Writer(target, final, self.options, info, picture)
         except av.error.FFmpegError as error:
-            raise InputError(f"{final}: cannot write ({error.strerror or error})") from None
+            reason = error.strerror or type(error).__name__
+            raise InputError(f"{final}: cannot write ({reason})") from None
         self._writers[stream] = writer
         return writer
 
     def _target(self, stream: str, info: StreamInfo) -> tuple[str, str | BinaryIO]:
-        """Where a stream goes: its final name, and the temporary name beside it (or stdout)."""
+        """Where a stream goes: its final name, and the temporary name beside it (or stdout,
+        or the receiver's URL; the name is then the URL without its secrets)."""
         path = self.options.path
+        if self.options.is_push:
+            if self._targets:
+                raise ConfigError(f"encode: {redact(path)} already carries a stream (one per push)")
+            self._targets.add(path)
+            return redact(path), push_url(self.options)
         if path != "-" and is_folder(path):
             final = str(Path(path) / f"{info.name}.{self.options.container}")
         else:

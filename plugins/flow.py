@@ -5,12 +5,15 @@ flow is its motion since the frame before (DESIGN "Flow convention"); a stream's
 frame gets zero flow and no flow image. The stage moves the pictures to the pipeline's
 device (``frame.image`` becomes an HxWx3 uint8 tensor there), so flow, saliency and
 compositing never leave it. Flow is estimated at a working size (the short side scaled
-down to ``size``) and scaled back to the frame's size.
+down to ``size``, or a ``WxH`` grid for every stream) and scaled back to the frame's size.
+
+The frames of a batch that share a working size are estimated in one batched call, whatever
+their streams (``ianet.flow.estimate.estimate_streams``; each stream keeps its own state):
+with ``size: WxH`` that is one call per batch. ``context.stats["calls"]`` counts the calls.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -19,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ianet.flow import FlowEstimator, flow_to_image
+from ianet.flow.estimate import estimate_streams
 from ianet.flow.raft import load_raft
 from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context, Stage
@@ -37,11 +41,12 @@ class FlowOptions:
     preset: Literal["fast", "balanced", "accurate"] = field(
         default="fast", metadata={"help": "tvl1: speed against accuracy"}
     )
-    size: int | None = field(
+    size: int | str | None = field(
         default=256,
         metadata={
             "help": "working size: the short side the frames are scaled down to for "
-            "estimation (flow scaled back); none: the frame's size"
+            "estimation (flow scaled back), or WxH: every stream at that grid (one batched "
+            "estimation for streams of any size); none: the frame's size"
         },
     )
     alignment: Literal["current", "previous"] = field(
@@ -60,8 +65,7 @@ class FlowOptions:
     )
 
     def __post_init__(self) -> None:
-        if self.size is not None and self.size < _MIN_SIZE:
-            raise ValueError(f"size: expected at least {_MIN_SIZE} pixels, got {self.size}")
+        parse_working_size(self.size)
 
 
 class Flow(Stage):
@@ -78,6 +82,7 @@ class Flow(Stage):
         super().__init__(options, context)
         self.device = torch.device(context.device)
         self._estimators: dict[str, FlowEstimator] = {}
+        self._grid = parse_working_size(options.size)
         is_raft = options.method != "tvl1"
         self._method_options = (
             {"weights": options.weights} if is_raft else {"preset": options.preset}
@@ -103,31 +108,84 @@ class Flow(Stage):
         self._estimators.clear()
 
     def process(self, frames: list[Frame]) -> list[Frame]:
-        runs = itertools.groupby(frames, key=lambda f: (f.stream, tuple(f.image.shape)))
-        for (stream, _), run in runs:
-            group = list(run)
-            images = torch.stack([torch.as_tensor(f.image) for f in group]).to(self.device)
-            flow, flow_images, valid = self._estimate(stream, images)
-            for i, frame in enumerate(group):
-                frame.image = images[i]
-                frame.flow = flow[i]
-                frame.flow_image = flow_images[i] if valid[i] else None
+        for runs in stream_runs(frames):
+            groups: dict[tuple[int, int], list[list[Frame]]] = {}
+            for run in runs:
+                height, width = run[0].image.shape[:2]
+                groups.setdefault(working_size(height, width, self._grid), []).append(run)
+            for size, group in groups.items():
+                self._estimate(size, group)
         return frames
 
-    def _estimate(self, stream: str, images: Tensor) -> tuple[Tensor, Tensor, tuple[bool, ...]]:
-        """Flow (Bx2xHxW), flow images (BxHxWx3 uint8) and validity of consecutive frames."""
-        height, width = images.shape[1:3]
-        small = resize_images(images, working_size(height, width, self.options.size))
+    def _estimate(self, size: tuple[int, int], runs: list[list[Frame]]) -> None:
+        """Fill flow and flow image of runs of frames (each of one stream and one size, the
+        streams all different) with one batched estimation at ``size`` (height, width)."""
+        images = [
+            torch.stack([torch.as_tensor(f.image) for f in run]).to(self.device) for run in runs
+        ]
+        requests = [
+            (self._estimator(run[0].stream), resize_images(pictures, size))
+            for run, pictures in zip(runs, images, strict=True)
+        ]
+        results = estimate_streams(requests)
+        colours = flow_to_image(torch.cat([result.flow for result in results]))
+        colours = colours.split([len(run) for run in runs])
+        for run, pictures, result, colour in zip(runs, images, results, colours, strict=True):
+            height, width = pictures.shape[1:3]
+            flow = resize_flow(result.flow, height, width)
+            flow_images = resize_images(colour, (height, width))
+            for i, frame in enumerate(run):
+                frame.image = pictures[i]
+                frame.flow = flow[i]
+                frame.flow_image = flow_images[i] if result.valid[i] else None
+        self.context.stats["calls"] = self.context.stats.get("calls", 0) + 1
+
+    def _estimator(self, stream: str) -> FlowEstimator:
         estimator = self._estimators.get(stream)
         if estimator is None:
             raise ValueError(f"flow: a frame of stream {stream!r} came before its start")
-        result = estimator(small)
-        flow_images = resize_images(flow_to_image(result.flow), (height, width))
-        return resize_flow(result.flow, height, width), flow_images, result.valid
+        return estimator
 
 
-def working_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
-    """``(height, width)`` scaled so the short side is ``short_side``; never enlarged."""
+def stream_runs(frames: list[Frame]) -> list[list[list[Frame]]]:
+    """A batch's frames as runs (a stream's consecutive frames of one size), in rounds.
+
+    Each stream's frames form one run, in order, unless their size changes; its later runs
+    go to later rounds, so that a round holds at most one run per stream.
+    """
+    by_stream: dict[str, list[list[Frame]]] = {}
+    for frame in frames:
+        runs = by_stream.setdefault(frame.stream, [])
+        if runs and tuple(runs[-1][-1].image.shape) == tuple(frame.image.shape):
+            runs[-1].append(frame)
+        else:
+            runs.append([frame])
+    depth = max((len(runs) for runs in by_stream.values()), default=0)
+    return [[runs[k] for runs in by_stream.values() if k < len(runs)] for k in range(depth)]
+
+
+def parse_working_size(size: int | str | None) -> int | tuple[int, int] | None:
+    """The ``size`` option: a short side (int), a ``WxH`` grid as (height, width), or None."""
+    if size is None:
+        return None
+    text = str(size).strip().lower()
+    width, x, height = text.partition("x")
+    try:
+        sides = (int(height), int(width)) if x else (int(text),)
+    except ValueError:
+        raise ValueError(f"size: expected a number of pixels or WxH, got {size!r}") from None
+    if min(sides) < _MIN_SIZE:
+        raise ValueError(f"size: expected at least {_MIN_SIZE} pixels, got {size}")
+    return sides if x else sides[0]
+
+
+def working_size(
+    height: int, width: int, short_side: int | tuple[int, int] | None
+) -> tuple[int, int]:
+    """``(height, width)`` scaled so the short side is ``short_side``, never enlarged; a
+    ``(height, width)`` grid as it is."""
+    if isinstance(short_side, tuple):
+        return short_side
     if short_side is None or min(height, width) <= short_side:
         return height, width
     scale = short_side / min(height, width)

@@ -1,15 +1,22 @@
 """The ``saliency`` stage: IANet's saliency map of each frame, one model call per batch.
 
-It wraps ``ianet.Predictor``: frames (and their flow images, from the ``flow`` stage) of a
-batch go through the model together, in runs of equally sized frames with or without a
-flow image alike (a stream's first frame has none: the model then sees zero flow). Each
-frame gains ``saliency``, an HxW float32 map in [0, 1] on the pipeline's device, at the
-frame's own size; with ``threshold`` the map is binarised (0 or 1).
+It wraps ``ianet.Predictor``: the frames of a batch (and their flow images, from the
+``flow`` stage) go through the model in one forward pass, whatever their streams and sizes:
+each picture is resized to the model's input size, and each map back to its frame's size
+(a stream's first frame has no flow image: the model then sees zero flow). Each frame gains
+``saliency``, an HxW float32 map in [0, 1] on the pipeline's device, at the frame's own
+size; with ``threshold`` the map is binarised (0 or 1). ``context.stats["calls"]`` counts
+the model's forward passes.
+
+A process keeps the predictors it has built: the clips of a folder run (a worker process
+or a Ray actor handling clip after clip) load the model once, not once per clip.
 """
 
 from __future__ import annotations
 
-import itertools
+import functools
+import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -77,36 +84,69 @@ class Saliency(Stage):
         self.predictor: Predictor | None = None
 
     def open(self) -> None:
-        checkpoint = read_checkpoint(self.options.checkpoint)
-        self.predictor = Predictor(
-            checkpoint,
-            size=self.options.size or trained_size(checkpoint) or PAPER_SIZE,
-            device=self.device,
-            precision=self.options.precision,
-            batch_size=self.context.batch,
+        options = self.options
+        self.predictor = shared_predictor(
+            options.checkpoint,
+            _file_version(options.checkpoint),
+            options.size,
+            str(self.device),
+            options.precision,
+            self.context.batch,
         )
+        self._passes_before = self.predictor.forward_passes
 
     def close(self) -> None:
         self.predictor = None
 
     def process(self, frames: list[Frame]) -> list[Frame]:
-        runs = itertools.groupby(
-            frames, key=lambda f: (tuple(f.image.shape), f.flow_image is not None)
-        )
-        for (_, has_flow), run in runs:
-            group = list(run)
-            images = torch.stack([torch.as_tensor(f.image) for f in group]).to(self.device)
-            flow_images = None
-            if has_flow:
-                flow_images = torch.stack([torch.as_tensor(f.flow_image) for f in group])
-                flow_images = flow_images.to(self.device)
-            maps = self.predictor(images, flow_images)
-            if self.options.threshold is not None:
-                maps = (maps >= self.options.threshold).float()
-            for i, frame in enumerate(group):
-                frame.image = images[i]
-                frame.saliency = maps[i]
+        images = [torch.as_tensor(frame.image).to(self.device) for frame in frames]
+        flow_images = [
+            None if frame.flow_image is None else torch.as_tensor(frame.flow_image).to(self.device)
+            for frame in frames
+        ]
+        maps = self.predictor(images, flow_images)
+        threshold = self.options.threshold
+        for frame, image, saliency in zip(frames, images, maps, strict=True):
+            frame.image = image
+            frame.saliency = saliency if threshold is None else (saliency >= threshold).float()
+        self.context.stats["calls"] = self.predictor.forward_passes - self._passes_before
         return frames
+
+
+_building = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_predictor(
+    checkpoint: str, version: tuple[int, int] | None, size: int | None, device: str,
+    precision: str, batch: int,
+) -> Predictor:  # fmt: skip
+    weights = read_checkpoint(checkpoint)
+    return Predictor(
+        weights,
+        size=size or trained_size(weights) or PAPER_SIZE,
+        device=device,
+        precision=precision,
+        batch_size=batch,
+    )
+
+
+def shared_predictor(
+    checkpoint: str, version: tuple[int, int] | None, size: int | None, device: str,
+    precision: str, batch: int,
+) -> Predictor:  # fmt: skip
+    """The process's predictor for these settings, built on first use (``version``: the
+    checkpoint file's modification time and size, so a rewritten file is read again)."""
+    with _building:
+        return _cached_predictor(checkpoint, version, size, device, precision, batch)
+
+
+def _file_version(checkpoint: str) -> tuple[int, int] | None:
+    try:
+        status = os.stat(checkpoint)
+    except OSError:
+        return None  # builtin:NAME, or a missing file (read_checkpoint names the problem)
+    return status.st_mtime_ns, status.st_size
 
 
 def trained_size(checkpoint: dict[str, Any]) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 from ianet_stream import registry
-from ianet_stream.cli import main
+from ianet_stream.cli import configure_logging, main
 from ianet_stream.config import parse_pipeline
 from ianet_stream.frame import Frame, StreamEnd, StreamInfo, StreamStart
 from ianet_stream.runner import END_OF_INPUT, MessageQueue, QueueClosed, run_pipeline
@@ -129,13 +130,27 @@ class Record(Stage):
         _record(self.options.tag)["failed"] = self.context.failed
 
 
+class TorchWork(Work):
+    """A stage that uses torch: records the CPU threads torch gives its thread."""
+
+    needs_torch: ClassVar[bool] = True
+
+    def open(self) -> None:
+        _record(self.options.tag)["threads"] = torch.get_num_threads()
+
+
 @pytest.fixture
 def stages(monkeypatch):
     """Register this module's stages as a third-party package would (entry points)."""
     found = registry._entry_points()
     extra = [
         EntryPoint(name, f"{__name__}:{cls}", registry.GROUP)
-        for name, cls in (("numbers", "Numbers"), ("work", "Work"), ("record", "Record"))
+        for name, cls in (
+            ("numbers", "Numbers"),
+            ("work", "Work"),
+            ("torchwork", "TorchWork"),
+            ("record", "Record"),
+        )
     ]
     monkeypatch.setattr(registry, "_entry_points", lambda: [*found, *extra])
     SEEN.clear()
@@ -155,6 +170,22 @@ def test_every_frame_arrives_in_order_with_its_pts(stages):
     assert stages["record"]["ends"] == ["s0"]
     assert [stage.frames for stage in summary.stages] == [30, 30, 30]
     assert stages["record"]["failed"] is False
+
+
+def test_torch_stages_on_the_cpu_share_the_cores_instead_of_each_taking_all(stages):
+    cores = torch.get_num_threads()
+    two = pipeline(
+        {"numbers": {"count": 4}},
+        {"torchwork": {"tag": "a"}},
+        {"torchwork": {"tag": "b"}},
+        {"record": {}},
+    )
+    assert run_pipeline(two, quiet=True).status == "done"
+    assert stages["a"]["threads"] == stages["b"]["threads"] == max(1, cores // 2)
+    one = pipeline({"numbers": {"count": 4}}, {"torchwork": {"tag": "c"}}, {"record": {}})
+    run_pipeline(one, quiet=True)
+    assert stages["c"]["threads"] == cores
+    assert torch.get_num_threads() == cores  # the caller's own setting is untouched
 
 
 def test_a_stage_takes_what_is_queued_up_to_batch_without_waiting(stages):
@@ -296,3 +327,12 @@ def test_flow_and_saliency_stages_fill_their_fields_on_the_device(stages, random
         assert isinstance(frame.image, torch.Tensor) and frame.image.device.type == "cpu"
         assert frame.saliency.shape == (64, 96) and frame.saliency.dtype == torch.float32
         assert set(frame.saliency.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_log_lines_hide_credentials(capsys):
+    configure_logging(quiet=False, debug=False)
+    camera = "rtsp://me:secret@cam/live?token=abc"
+    logging.getLogger("ianet_stream_plugins.decode").warning("%s: lost, reconnecting", camera)
+    error = capsys.readouterr().err
+    assert "rtsp://me:***@cam/live?token=***: lost" in error
+    assert "secret" not in error and "abc" not in error

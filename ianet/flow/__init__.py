@@ -19,6 +19,7 @@ _LAZY = {
     "StreamFlow": "ianet.flow.estimate",
     "check_options": "ianet.flow.estimate",
     "estimate_flow": "ianet.flow.estimate",
+    "estimate_streams": "ianet.flow.estimate",
     "flow_input": "ianet.flow.estimate",
     "motion_flow": "ianet.flow.estimate",
     "read_flo": "ianet.flow.io",

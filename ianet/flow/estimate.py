@@ -5,7 +5,8 @@ went in ``next``. ``motion_flow(prev, current)`` is the flow the model reads for
 with ``alignment="current"`` (the default) the motion of each pixel of ``current`` since
 ``prev``, on ``current``'s grid (``-estimate_flow(current, prev)``); with
 ``alignment="previous"`` the ordinary flow on ``prev``'s grid (``estimate_flow(prev, current)``).
-``flow_input`` colour-codes it; ``FlowEstimator`` does the same for a stream, frame after frame.
+``flow_input`` colour-codes it; ``FlowEstimator`` does the same for a stream, frame after frame,
+and ``estimate_streams`` for the next frames of several streams in one batched estimation.
 
 Methods: ``tvl1`` (weight-free, options: ``preset`` = ``fast`` | ``balanced`` | ``accurate``
 and any field of ``TVL1Options``), ``raft_small`` and ``raft_large`` (options: ``weights`` =
@@ -14,6 +15,7 @@ and any field of ``TVL1Options``), ``raft_small`` and ``raft_large`` (options: `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import torch
@@ -156,7 +158,7 @@ class FlowEstimator:
     Keeps the stream's last frame, so that each call needs only the new frames, and (with
     ``warm_start``) its last flow, from which the next pairs' estimates start. A batch of B
     consecutive frames is estimated in one batched call; every pair of a batch starts from
-    the last flow of the batch before.
+    the last flow of the batch before. ``estimate_streams`` batches several streams' frames.
 
     Args:
         method: ``tvl1``, ``raft_small`` or ``raft_large``.
@@ -198,12 +200,16 @@ class FlowEstimator:
         Returns:
             ``StreamFlow`` with Bx2xHxW flow on the frames' device and a validity flag per frame.
         """
-        _check_frames("frames", frames)
-        height, width = frames.shape[1:3]
-        flow = frames.new_zeros((frames.shape[0], 2, height, width), dtype=torch.float32)
-        if frames.shape[0] == 0:
-            return StreamFlow(flow, ())
+        return estimate_streams([(self, frames)])[0]
+
+    def _pairs(self, frames: Tensor) -> _Pairs:
+        """The (previous, current) pairs ``frames`` make with the stream's last frame.
+
+        Forgets the stream first when ``frames`` do not continue it (another size or device).
+        """
         last = self._last_frame
+        if frames.shape[0] == 0:
+            return _Pairs(frames, frames, None, True)
         continues = (
             last is not None and last.shape[1:] == frames.shape[1:] and last.device == frames.device
         )
@@ -211,15 +217,93 @@ class FlowEstimator:
             self.reset()
         previous = torch.cat((last, frames[:-1])) if last is not None and continues else frames[:-1]
         current = frames[frames.shape[0] - previous.shape[0] :]
-        if previous.shape[0] > 0:
-            init = None
-            if self.warm_start and self._last_flow is not None:
-                init = self._last_flow.expand(previous.shape[0], -1, -1, -1)
-            estimated = motion_flow(
-                previous, current, self.method, self.alignment, init=init, **self.options
-            )
-            flow[frames.shape[0] - previous.shape[0] :] = estimated
+        init = None
+        if self.warm_start and self._last_flow is not None and previous.shape[0] > 0:
+            init = self._last_flow.expand(previous.shape[0], -1, -1, -1)
+        return _Pairs(previous, current, init, continues)
+
+    def _advance(self, frames: Tensor, pairs: _Pairs, estimated: Tensor) -> StreamFlow:
+        """Remember the stream's last frame and flow; ``estimated``: the pairs' flow."""
+        height, width = frames.shape[1:3]
+        flow = frames.new_zeros((frames.shape[0], 2, height, width), dtype=torch.float32)
+        if estimated.shape[0] > 0:
+            flow[frames.shape[0] - estimated.shape[0] :] = estimated
             self._last_flow = estimated[-1:]
-        self._last_frame = frames[-1:].clone()
-        valid = (continues,) + (True,) * (frames.shape[0] - 1)
+        if frames.shape[0] > 0:
+            self._last_frame = frames[-1:].clone()
+        valid = (pairs.continues,) + (True,) * (frames.shape[0] - 1) if frames.shape[0] else ()
         return StreamFlow(flow, valid)
+
+
+class _Pairs(NamedTuple):
+    """What one stream adds to a batched estimation (``FlowEstimator._pairs``)."""
+
+    previous: Tensor
+    current: Tensor
+    init: Tensor | None
+    continues: bool
+
+
+def estimate_streams(requests: Sequence[tuple[FlowEstimator, Tensor]]) -> list[StreamFlow]:
+    """Motion flow of the next frames of several streams, in one batched estimation.
+
+    Each stream keeps its own state in its ``FlowEstimator`` (last frame, and last flow as
+    a warm start): the result for a stream equals ``estimator(frames)`` called alone.
+
+    Args:
+        requests: (estimator, frames) per stream; frames BxHxWx3 uint8 RGB (B may differ
+            between streams) of one size and device for all; the estimators share method,
+            alignment and options, and each appears once.
+
+    Returns:
+        One ``StreamFlow`` per request, in order.
+    """
+    if not requests:
+        return []
+    for _, frames in requests:
+        _check_frames("frames", frames)
+    first, frames = requests[0]
+    estimators = [estimator for estimator, _ in requests]
+    if len({id(estimator) for estimator in estimators}) != len(estimators):
+        raise ValueError("estimate_streams: an estimator appears twice; a stream goes in once")
+    for estimator, other in requests[1:]:
+        same = (estimator.method, estimator.alignment, estimator.options) == (
+            first.method,
+            first.alignment,
+            first.options,
+        )
+        if not same:
+            raise ValueError("estimate_streams: the estimators differ in method or options")
+        if other.shape[1:] != frames.shape[1:] or other.device != frames.device:
+            raise ValueError(
+                f"estimate_streams: frames differ: {tuple(frames.shape[1:])} on {frames.device} "
+                f"vs {tuple(other.shape[1:])} on {other.device}"
+            )
+    pairs = [estimator._pairs(frames) for estimator, frames in requests]
+    previous = torch.cat([p.previous for p in pairs])
+    estimated = previous.new_zeros((0, 2, *previous.shape[1:3]), dtype=torch.float32)
+    if previous.shape[0] > 0:
+        init = None
+        if any(p.init is not None for p in pairs):  # a zero start is the cold start
+            init = torch.cat([_start(p) for p in pairs])
+        current = torch.cat([p.current for p in pairs])
+        estimated = motion_flow(
+            previous, current, first.method, first.alignment, init=init, **first.options
+        )
+    counts = [p.previous.shape[0] for p in pairs]
+    return [
+        estimator._advance(frames, p, flow)
+        for (estimator, frames), p, flow in zip(
+            requests, pairs, estimated.split(counts), strict=True
+        )
+    ]
+
+
+def _start(pairs: _Pairs) -> Tensor:
+    """The pairs' warm start, zeros where the stream has none."""
+    if pairs.init is not None:
+        return pairs.init
+    height, width = pairs.previous.shape[1:3]
+    return pairs.previous.new_zeros(
+        (pairs.previous.shape[0], 2, height, width), dtype=torch.float32
+    )

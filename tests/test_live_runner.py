@@ -1,0 +1,331 @@
+"""Live inputs through the runner: freshness (latest / all), end-to-end latency, shutdown,
+and what is left behind; small stages defined here, registered through entry points."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from importlib.metadata import EntryPoint
+from pathlib import Path
+from typing import ClassVar
+
+import av
+import numpy as np
+import pytest
+
+from ianet.errors import InputError
+from ianet_stream import registry
+from ianet_stream.cli import main
+from ianet_stream.config import parse_pipeline
+from ianet_stream.frame import Frame, StreamEnd, StreamInfo, StreamStart
+from ianet_stream.runner import run_pipeline
+from ianet_stream.stage import Context, LiveOptions, Source, Stage
+
+TESTS = Path(__file__).parent
+STAGES = (("paced", "Paced"), ("burst", "Burst"), ("slow", "Slow"), ("collect", "Collect"))
+# What the stages saw: cleared by the ``stages`` fixture.
+SEEN: dict[str, list] = {}
+STALE_S = 10.0  # how old a stale frame is at capture
+
+
+def _frame(index: int, rate: float, captured: float) -> Frame:
+    picture = np.full((24, 32, 3), index % 256, np.uint8)
+    return Frame(picture, index, "s0", index, Fraction(1, round(rate)), captured=captured)
+
+
+def _start(uri: str, rate: float) -> StreamStart:
+    info = StreamInfo("s0", "paced", uri, 32, 24, Fraction(round(rate)), live=True)
+    return StreamStart(info)
+
+
+@dataclass
+class PacedOptions:
+    uri: str = "paced:"
+    live: LiveOptions | None = None
+    fps: float = 30.0
+    seconds: float | None = 1.0  # none: until stopped
+    fail_after: int = -1  # raise an error quoting the uri at this frame
+
+
+class Paced(Source):
+    """A camera: frames at ``fps`` in real time, each captured when it is produced."""
+
+    Options: ClassVar[type] = PacedOptions
+
+    def __init__(self, options: PacedOptions, context: Context) -> None:
+        super().__init__(options, context)
+        self._stop = threading.Event()
+
+    def run(self, emit) -> None:
+        options, emitted = self.options, SEEN.setdefault("emitted", [])
+        emit(_start(options.uri, options.fps))
+        start, index = time.monotonic(), 0
+        while options.seconds is None or index < options.seconds * options.fps:
+            if self._stop.wait(max(0.0, start + index / options.fps - time.monotonic())):
+                break
+            if index == options.fail_after:
+                raise InputError(f"lost {options.uri} (connection reset by peer)")
+            emit(_frame(index, options.fps, time.monotonic()))
+            emitted.append(index)
+            index += 1
+        emit(StreamEnd("s0"))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+@dataclass
+class BurstOptions:
+    uri: str = "burst:"
+    live: LiveOptions | None = None
+    stale: int = 9
+    fresh: int = 1
+
+
+class Burst(Source):
+    """A stream catching up: ``stale`` frames captured long ago, then ``fresh`` ones, at once."""
+
+    Options: ClassVar[type] = BurstOptions
+
+    def run(self, emit) -> None:
+        emit(_start(self.options.uri, 30))
+        now = time.monotonic()
+        for index in range(self.options.stale + self.options.fresh):
+            emit(_frame(index, 30, now - STALE_S if index < self.options.stale else now))
+        emit(StreamEnd("s0"))
+
+
+@dataclass
+class SlowOptions:
+    delay: float = 0.06  # seconds per call
+    open_delay: float = 0.0
+
+
+class Slow(Stage):
+    """A model slower than the camera."""
+
+    Options: ClassVar[type] = SlowOptions
+
+    def open(self) -> None:
+        time.sleep(self.options.open_delay)
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        time.sleep(self.options.delay)
+        return frames
+
+
+@dataclass
+class CollectOptions:
+    path: str = "memory"
+
+
+class Collect(Stage):
+    """Records the frames that reach it and their age (capture to here) in seconds."""
+
+    kind: ClassVar = "sink"
+    Options: ClassVar[type] = CollectOptions
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        now = time.monotonic()
+        for frame in frames:
+            SEEN.setdefault("collected", []).append(frame.index)
+            SEEN.setdefault("ages", []).append(now - frame.captured)
+        return frames
+
+    def close(self) -> None:
+        SEEN["failed"] = self.context.failed
+
+
+def register_stages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register this module's stages as a third-party package would (entry points)."""
+    found = registry._entry_points()
+    extra = [EntryPoint(name, f"{__name__}:{cls}", registry.GROUP) for name, cls in STAGES]
+    monkeypatch.setattr(registry, "_entry_points", lambda: [*found, *extra])
+
+
+@pytest.fixture
+def stages(monkeypatch):
+    register_stages(monkeypatch)
+    SEEN.clear()
+    yield SEEN
+    SEEN.clear()
+
+
+def pipeline(*stages: dict, batch: int = 1):
+    return parse_pipeline({"stages": list(stages), "device": "cpu", "batch": batch})
+
+
+def test_latest_bounds_the_latency_of_a_slow_pipeline_and_counts_every_drop(stages):
+    live = {"policy": "latest", "max_latency_ms": 200}
+    spec = pipeline(
+        {"paced": {"live": live, "fps": 30, "seconds": 20}},
+        {"slow": {"delay": 0.06}},
+        {"collect": {}},
+    )
+    summary = run_pipeline(spec, quiet=True)
+    assert summary.status == "done"
+    emitted, collected = len(stages["emitted"]), stages["collected"]
+    assert emitted == summary.stages[0].frames == 600
+    assert summary.frames == len(collected) and 100 < len(collected) < 450
+    assert collected == sorted(collected)  # dropped, never reordered
+    assert summary.stats.drops == emitted - len(collected)
+    assert summary.stats.drops == sum(stage.drops for stage in summary.stages[1:])
+    report = summary.as_dict()
+    assert report["drops"] == summary.stats.drops
+    assert report["latency_ms"]["p95"] < 200 + 60
+    # the runner's figure agrees with the ages the sink saw itself
+    assert abs(report["latency_ms"]["p95"] - 1000 * np.percentile(stages["ages"], 95)) < 10
+    assert report["stages"][1]["queue_max"] == 1  # one batch, the newest
+
+
+def test_all_delivers_every_frame_of_a_live_input(stages):
+    live = {"policy": "all"}
+    spec = pipeline(
+        {"paced": {"live": live, "fps": 30, "seconds": 2}},
+        {"slow": {"delay": 0.06}},
+        {"collect": {}},
+    )
+    summary = run_pipeline(spec, quiet=True)
+    assert summary.status == "done"
+    assert stages["collected"] == stages["emitted"] == list(range(60))
+    assert summary.stats.drops == 0 and summary.as_dict()["drops"] == 0
+
+
+@pytest.mark.parametrize(
+    ("stale", "fresh", "expected"),
+    [(9, 1, [9]), (5, 0, [4])],
+    ids=["stale frames dropped", "the freshest kept when all are stale"],
+)
+def test_frames_older_than_max_latency_are_dropped_before_any_work(stages, stale, fresh, expected):
+    live = {"policy": "latest", "max_latency_ms": 500}
+    spec = pipeline(
+        {"burst": {"live": live, "stale": stale, "fresh": fresh}},
+        {"slow": {"delay": 0, "open_delay": 0.2}},  # the burst is queued when it opens
+        {"collect": {}},
+        batch=4,
+    )
+    summary = run_pipeline(spec, quiet=True)
+    assert stages["collected"] == expected
+    # a queue of one batch (the stream's start marker and 3 frames) kept the 3 newest
+    # frames; the stage dropped the stale ones among them but the freshest
+    assert summary.stages[1].inbox.dropped == stale + fresh - 3
+    assert summary.stages[1].stale == 2
+    assert summary.stats.drops == stale + fresh - 1
+
+
+def test_a_live_source_error_fails_the_run_but_delivers_what_it_captured(stages):
+    spec = pipeline(
+        {"paced": {"live": {"policy": "all"}, "seconds": None, "fail_after": 5}},
+        {"slow": {"delay": 0.05}},
+        {"collect": {}},
+    )
+    summary = run_pipeline(spec, quiet=True)
+    assert summary.status == "failed"
+    assert summary.error == "paced (stage 1) on paced:: lost paced: (connection reset by peer)"
+    assert stages["collected"] == [0, 1, 2, 3, 4]
+    assert stages["failed"] is False  # outputs kept
+
+
+def read_frames(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_sigterm_in_process_flushes_and_leaves_no_thread_or_process(tmp_path):
+    config, output = tmp_path / "p.yaml", tmp_path / "out.mp4"
+    config.write_text("stages:\n  - decode: {}\n  - encode: {preset: ultrafast}\n")
+    paced = "lavfi:testsrc2=size=64x48:rate=30,realtime"  # endless, in real time
+    from ianet_stream.config import load_pipeline
+
+    spec = load_pipeline(config, input=paced, output=str(output))
+    threads_before = {thread.ident for thread in threading.enumerate()}
+    tasks_before = len(os.listdir("/proc/self/task"))
+
+    sender = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    sender.start()
+    summary = run_pipeline(spec, quiet=True)
+    sender.join()
+    assert summary.status == "interrupted"
+    assert 0 < read_frames(output) == summary.frames
+    assert {thread.ident for thread in threading.enumerate()} == threads_before
+    assert len(os.listdir("/proc/self/task")) == tasks_before
+    assert multiprocessing.active_children() == []
+
+
+# The CLI with this module's stages registered, as a third-party package would.
+CLI = f"""\
+import sys
+from importlib.metadata import EntryPoint
+sys.path.insert(0, {str(TESTS)!r})
+from ianet_stream import registry
+found = registry._entry_points()
+extra = [EntryPoint(n, f"test_live_runner:{{c}}", registry.GROUP) for n, c in {STAGES!r}]
+registry._entry_points = lambda: [*found, *extra]
+from ianet_stream.cli import main
+sys.exit(main())
+"""
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-c", CLI, "run", *args], stderr=subprocess.PIPE)
+    assert process.stderr.readline().startswith(b"running")
+    return process
+
+
+def test_sigint_on_a_live_recording_exits_130_with_a_file_that_plays(tmp_path):
+    config, output, report = tmp_path / "p.yaml", tmp_path / "out.mp4", tmp_path / "run.json"
+    config.write_text(
+        "stages:\n  - decode: {live: {policy: all}}\n  - encode: {preset: ultrafast}\n"
+    )
+    camera = "synthetic:size=64x48,rate=30"  # live: endless, in real time
+    process = start_cli(str(config), "-i", camera, "-o", str(output), "--json", str(report))
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 130
+    table = process.stderr.read().decode()
+    frames = int(re.search(r": (\d+) frames in", table).group(1))
+    assert 10 < frames == read_frames(output) == json.loads(report.read_text())["frames"]
+    assert json.loads(report.read_text())["status"] == "interrupted"
+
+
+def test_a_second_sigint_quits_at_once_and_keeps_the_live_recording(tmp_path):
+    config, output, report = tmp_path / "p.yaml", tmp_path / "out.mp4", tmp_path / "run.json"
+    config.write_text(
+        "batch: 4\n"
+        "stages:\n"
+        "  - paced: {live: {policy: all}, seconds: null}\n"
+        "  - slow: {delay: 1.0}\n"  # a flush would take 3 s: 8 frames queued, 4 a call
+        "  - encode: {preset: ultrafast}\n"
+    )
+    process = start_cli(str(config), "-o", str(output), "--json", str(report))
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    second = time.monotonic()
+    assert process.wait(timeout=10) == 130
+    assert time.monotonic() - second < 2
+    summary = json.loads(report.read_text())
+    assert summary["status"] == "aborted"
+    assert 0 < read_frames(output) == summary["frames"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_credentials_in_the_uri_stay_out_of_errors_and_summaries(stages, tmp_path, capsys):
+    config, report = tmp_path / "p.yaml", tmp_path / "run.json"
+    config.write_text("stages:\n  - paced: {fail_after: 3}\n  - collect: {}\n")
+    uri = "rtsp://admin:secret@camera.example/live?token=secret2"
+    assert main(["run", str(config), "-i", uri, "--json", str(report)]) == 1
+    error = " ".join(capsys.readouterr().err.split())  # lines joined again
+    assert "paced (stage 1) on rtsp://admin:***@camera.example/live?token=***: lost" in error
+    assert "lost rtsp://admin:***@camera.example/live?token=*** (connection reset" in error
+    assert "secret" not in error and "secret" not in report.read_text()
