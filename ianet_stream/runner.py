@@ -166,6 +166,8 @@ def run_pipeline(
     base = Context(device=device, batch=spec.batch, quiet=quiet)
     runner = _Runner(spec, [replace(base, stats={}) for _ in spec.stages], keep_interrupted)
     runner.torch_threads = torch_threads_per_stage(spec, device)
+    for context in runner.contexts:
+        context.request_stop = runner.request_stop
     if monitor is not None:
         monitor(runner.stats)
     return runner.run(quiet=quiet, signals=signals)
@@ -423,6 +425,11 @@ class _Runner:
             source.stop()
         except Exception as error:
             self._fail(0, error)
+
+    def request_stop(self) -> None:
+        """Stop as a first Ctrl-C does (a stage asks for it)."""
+        if not self._stopping:
+            self._on_signal(signal.SIGINT, None)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self._stopping or not self.keep_interrupted:

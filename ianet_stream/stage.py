@@ -50,6 +50,9 @@ class Context:
     counters the end-of-run table shows (``drops``, ``reconnects``, ...); each stage has its
     own ``Context`` (same settings, its own ``stats``). ``failed`` is set by the runner
     before ``close`` when the outputs must not be kept (see the module docstring).
+    ``request_stop``, set by the runner, ends the run as a first Ctrl-C does (the source
+    stops, the frames in flight are finished, outputs kept): for a stage whose user asked
+    to stop, e.g. by closing the preview window.
     """
 
     device: str = "cpu"
@@ -57,6 +60,7 @@ class Context:
     quiet: bool = False
     stats: dict[str, Any] = field(default_factory=dict)
     failed: bool = False
+    request_stop: Callable[[], None] | None = field(default=None, repr=False)
 
 
 @dataclass

@@ -5,8 +5,7 @@ It shows ``frame.output`` when a stage set it and ``frame.image`` otherwise, one
 stream, and passes the frames on, so other sinks can follow (``preview`` then ``encode``
 watches what is recorded). Without a display it refuses to start with one line that says
 what to use instead. Closing a window closes them all and stops the run as Ctrl-C does (the
-input stops, the frames in flight are finished, the outputs kept) when the run handles
-Ctrl-C, as ``ianet-stream run`` does; otherwise the frames just pass on unseen.
+input stops, the frames in flight are finished, the outputs kept).
 
 All the Tk calls happen in the stage's own thread: ``open``, ``process`` (which also
 handles the window's events) and ``close`` are called there.
@@ -15,7 +14,6 @@ handles the window's events) and ``close`` are called there.
 from __future__ import annotations
 
 import os
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -178,10 +176,8 @@ class Preview(Stage):
         return window
 
     def _on_close(self) -> None:
-        """A window was closed: close them all, and stop the run as Ctrl-C would where the
-        process handles Ctrl-C (Python's default handler would raise KeyboardInterrupt in
-        whatever the main thread is doing instead)."""
+        """A window was closed: close them all, and stop the run as Ctrl-C would."""
         self._closed = True
         self._root.destroy()
-        if signal.getsignal(signal.SIGINT) not in (signal.default_int_handler, signal.SIG_DFL):
-            os.kill(os.getpid(), signal.SIGINT)
+        if self.context.request_stop is not None:
+            self.context.request_stop()
