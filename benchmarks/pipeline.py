@@ -158,8 +158,9 @@ class Capture(Stage):
         return []
 
 
-def alone_seconds(spec: PipelineSpec) -> list[float]:
-    """Each stage's wall time alone (open, every message, close), stage after stage."""
+def alone_seconds(spec: PipelineSpec) -> list[tuple[float, float]]:
+    """Each stage's wall time and CPU time (all threads) alone (open, every message, close),
+    stage after stage."""
     seconds, messages = [], []
     for stage in spec.stages:
         captured = ReplayOptions()
@@ -167,9 +168,9 @@ def alone_seconds(spec: PipelineSpec) -> list[float]:
         if stage.index > 0:
             parts.insert(0, StageSpec(0, "replay", Replay, ReplayOptions(messages)))
         numbered = tuple(StageSpec(i, s.name, s.cls, s.options) for i, s in enumerate(parts))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         summary = run_pipeline(PipelineSpec(numbered, spec.device, spec.batch), quiet=True)
-        seconds.append(time.perf_counter() - started)
+        seconds.append((time.perf_counter() - started, time.process_time() - cpu))
         if summary.status != "done":
             raise SystemExit(f"{stage.label} alone: {summary.error}")
         messages = captured.messages
@@ -201,21 +202,29 @@ def part_b(
     alone, together = [], []
     for _ in range(repeats):  # alternately; the best of each, as other work comes and goes
         alone.append(alone_seconds(spec))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         summary = run_pipeline(spec, quiet=True)
-        together.append(time.perf_counter() - started)
+        together.append((time.perf_counter() - started, time.process_time() - cpu))
         if summary.status != "done":
             raise SystemExit(summary.error)
-    best_alone = [min(times) for times in zip(*alone, strict=True)]
-    best_together, count = min(together), summary.frames
+    best_alone = [min(times)[0] for times in zip(*alone, strict=True)]
+    cpu_alone = [min(times)[1] for times in zip(*alone, strict=True)]
+    (best_together, cpu_together), count = min(together), summary.frames
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"\n(b) {count} frames at 320x180, batch {spec.batch}, device {resolve_device(spec)}, "
           f"best of {repeats}")  # fmt: skip
-    for stage, seconds in zip(spec.stages, best_alone, strict=True):
-        print(f"  {stage.label:22s} alone {seconds:7.2f} s  {count / seconds:7.1f} frames/s")
+    for stage, seconds, cpu in zip(spec.stages, best_alone, cpu_alone, strict=True):
+        print(f"  {stage.label:22s} alone {seconds:7.2f} s  {count / seconds:7.1f} frames/s"
+              f"  {cpu:6.2f} CPU-s")  # fmt: skip
     print(f"  {'whole pipeline':22s}       {best_together:7.2f} s  {count / best_together:7.1f} "
-          f"frames/s (the stages one after another: {sum(best_alone):.2f} s)")  # fmt: skip
+          f"frames/s  {cpu_together:6.2f} CPU-s (the stages one after another: "
+          f"{sum(best_alone):.2f} s)")  # fmt: skip
     ratio = max(best_alone) / best_together
     print(f"  pipeline / slowest stage throughput: {ratio:.3f}x (target >= 0.8x)")
+    floor = sum(cpu_alone) / cores
+    print(f"  the stages' CPU work alone, {sum(cpu_alone):.2f} CPU-s, over {cores} cores: no "
+          f"schedule finishes in under {floor:.2f} s; the pipeline takes "
+          f"{best_together / floor:.2f}x that bound")  # fmt: skip
 
 
 def main() -> None:
