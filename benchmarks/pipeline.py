@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import ClassVar
 
 import av
+import torch
 
 from ianet_stream.config import PipelineSpec, StageSpec, load_pipeline, resolve_device
 from ianet_stream.frame import Frame, StreamEnd, StreamStart
-from ianet_stream.runner import run_pipeline
+from ianet_stream.runner import run_pipeline, torch_threads_per_stage
 from ianet_stream.stage import Message, Source, Stage
 
 SIZE = (1280, 720)
@@ -158,19 +159,22 @@ class Capture(Stage):
         return []
 
 
-def alone_seconds(spec: PipelineSpec) -> list[tuple[float, float]]:
+def alone_seconds(spec: PipelineSpec, threads: int | None) -> list[tuple[float, float]]:
     """Each stage's wall time and CPU time (all threads) alone (open, every message, close),
-    stage after stage."""
+    stage after stage; torch stages with ``threads`` CPU threads (None: torch's default)."""
     seconds, messages = [], []
+    default = torch.get_num_threads()
     for stage in spec.stages:
         captured = ReplayOptions()
         parts = [stage, StageSpec(1, "capture", Capture, captured)]
         if stage.index > 0:
             parts.insert(0, StageSpec(0, "replay", Replay, ReplayOptions(messages)))
         numbered = tuple(StageSpec(i, s.name, s.cls, s.options) for i, s in enumerate(parts))
+        torch.set_num_threads(threads or default)  # the runner gives a lone stage them all
         started, cpu = time.perf_counter(), time.process_time()
         summary = run_pipeline(PipelineSpec(numbered, spec.device, spec.batch), quiet=True)
         seconds.append((time.perf_counter() - started, time.process_time() - cpu))
+        torch.set_num_threads(default)
         if summary.status != "done":
             raise SystemExit(f"{stage.label} alone: {summary.error}")
         messages = captured.messages
@@ -199,9 +203,11 @@ def part_b(
         config, [*sets, "stages.0.max_frames=8"], input=str(clip), output=output
     )
     run_pipeline(warm_up, quiet=True)  # first calls (kernels, caches) are not what we time
-    alone, together = [], []
+    share = torch_threads_per_stage(spec, resolve_device(spec))
+    alone, alone_shared, together = [], [], []
     for _ in range(repeats):  # alternately; the best of each, as other work comes and goes
-        alone.append(alone_seconds(spec))
+        alone.append(alone_seconds(spec, None))
+        alone_shared.append(alone_seconds(spec, share))
         started, cpu = time.perf_counter(), time.process_time()
         summary = run_pipeline(spec, quiet=True)
         together.append((time.perf_counter() - started, time.process_time() - cpu))
@@ -221,6 +227,12 @@ def part_b(
           f"{sum(best_alone):.2f} s)")  # fmt: skip
     ratio = max(best_alone) / best_together
     print(f"  pipeline / slowest stage throughput: {ratio:.3f}x (target >= 0.8x)")
+    if share is not None:
+        shared = [min(times)[0] for times in zip(*alone_shared, strict=True)]
+        slowest = max(range(len(shared)), key=shared.__getitem__)
+        print(f"  with the {share} thread(s) each torch stage has in the pipeline, the slowest "
+              f"stage alone ({spec.stages[slowest].label}) takes {shared[slowest]:.2f} s: "
+              f"pipeline / that stage {shared[slowest] / best_together:.3f}x")  # fmt: skip
     floor = sum(cpu_alone) / cores
     print(f"  the stages' CPU work alone, {sum(cpu_alone):.2f} CPU-s, over {cores} cores: no "
           f"schedule finishes in under {floor:.2f} s; the pipeline takes "
