@@ -251,10 +251,10 @@ def stats_table(summary: RunSummary) -> Table:
     for column in columns + (["counters"] if any(counters) else []):
         left = column in ("stage", "counters")
         table.add_column(column, justify="left" if left else "right", no_wrap=column == "stage")
-    for stage, own in zip(summary.stages, counters, strict=True):
+    for number, (stage, own) in enumerate(zip(summary.stages, counters, strict=True), 1):
         row = stage.as_dict(summary.seconds)
         cells = [
-            stage.label,
+            f"{number} {stage.name}",
             str(stage.frames),
             f"{stage.fps:.1f}",
             f"{row['mean_ms']:.1f}",
