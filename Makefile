@@ -12,7 +12,7 @@ XVFB := $(if $(DISPLAY),,$(if $(shell command -v xvfb-run),xvfb-run -a,))
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,onnx,ray]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,onnx,ray,plot]'
 	touch $(STAMP)
 
 demo: $(STAMP)
