@@ -2,8 +2,9 @@
 
 Each actor (a ``ClipWorker``: ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs of the
 cluster) runs whole clips one after another, the pipeline in order as in a local run; its
-process keeps its imports, its CUDA context and its caches from clip to clip (the stages,
-the model's included, are opened for each clip, as in a local run). A clip whose actor
+process keeps its imports, its CUDA context and its caches from clip to clip: the stages
+are opened for each clip, as in a local run, but the saliency model stays loaded in the
+process, so each actor reads and prepares it once. A clip whose actor
 died (killed, out of memory, node lost) is given to a fresh actor, up to ``retries``
 times; a clip that fails on its own (a corrupt file, a stage's error) is reported with its
 reason and not retried. Sinks write under temporary names, so a clip cut short never
