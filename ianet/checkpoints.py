@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from ianet.errors import InputError
 from ianet.model import VARIANTS, IANet
+from ianet.torchfile import load_tensor_dict
 
 FORMAT = "ianet-stream"
 VERSION = 1
@@ -129,17 +130,7 @@ def read_checkpoint(
     """The raw dict stored in a checkpoint file or ``builtin:NAME`` (``weights_only``)."""
     text = str(source)
     path = builtin_path(text[len(BUILTIN_PREFIX) :]) if text.startswith(BUILTIN_PREFIX) else None
-    path = path or Path(source)
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
-    if not isinstance(checkpoint, dict):
-        raise InputError(f"{path}: expected a dict of weights, found {type(checkpoint).__name__}")
-    return checkpoint
+    return load_tensor_dict(path or Path(source), "checkpoint", map_location)
 
 
 def state_dict_of(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:

@@ -28,6 +28,7 @@ from torchvision.models.optical_flow import RAFT
 from torchvision.models.optical_flow._utils import make_coords_grid, upsample_flow
 
 from ianet.errors import InputError
+from ianet.torchfile import load_tensor_dict
 
 RAFT_METHODS = {
     "raft_small": (optical_flow.raft_small, optical_flow.Raft_Small_Weights),
@@ -61,18 +62,6 @@ def _default_weights_state_dict(method: str) -> dict[str, Tensor]:
         ) from None
 
 
-def _file_state_dict(method: str, path: Path) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise InputError(f"{path}: {method} weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise InputError(f"{path}: cannot read {method} weights ({error})") from None
-    if not isinstance(state, dict):
-        raise InputError(f"{path}: expected a state dict of {method} weights")
-    return state
-
-
 def build_raft(method: str, weights: str | os.PathLike = "auto") -> RAFT:
     """A RAFT model in eval mode on the CPU.
 
@@ -90,7 +79,7 @@ def build_raft(method: str, weights: str | os.PathLike = "auto") -> RAFT:
         state = (
             _default_weights_state_dict(method)
             if weights == "auto"
-            else _file_state_dict(method, Path(weights))
+            else load_tensor_dict(Path(weights), f"{method} weights file")
         )
         try:
             model.load_state_dict(state)
