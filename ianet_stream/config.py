@@ -218,7 +218,7 @@ def _stage_entry(index: int, entry: Any) -> _Entry:
     found = registry.registered()
     if name not in found:
         raise ConfigError(
-            f"{path}.{name}: unknown stage{_suggestion(str(name), found)}; "
+            f"{path}.{name}: unknown stage{suggestion(str(name), found)}; "
             f"registered: {', '.join(found)}"
         )
     try:
@@ -292,7 +292,7 @@ def convert(value: Any, annotation: Any, path: str) -> Any:
         if value in args and type(value) in {type(arg) for arg in args}:
             return value
         choices = [str(arg) for arg in args]
-        raise _expected(annotation, value, path, _suggestion(str(value), choices))
+        raise _expected(annotation, value, path, suggestion(str(value), choices))
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -405,12 +405,13 @@ def _check_keys(mapping: dict[str, Any], valid: Iterable[str], path: str, what="
         if key not in valid:
             where = f"{path}.{key}" if path else str(key)
             raise ConfigError(
-                f"{where}: unknown {what}{_suggestion(str(key), valid)}; "
+                f"{where}: unknown {what}{suggestion(str(key), valid)}; "
                 f"valid: {', '.join(valid) or '(none)'}"
             )
 
 
-def _suggestion(word: str, choices: Iterable[str]) -> str:
+def suggestion(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean X?)' with X the closest of ``choices`` to ``word``, or ''."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from ianet_stream import registry
-from ianet_stream.cli import ConfigError
+from ianet_stream.cli import ConfigError, main
 from ianet_stream.commands.stages import describe_stages
 from ianet_stream.config import parse_pipeline
 from ianet_stream.frame import Frame
@@ -131,3 +132,12 @@ def test_a_third_party_stage_runs_from_the_command_line(tmp_path):
     assert (
         np.abs(pictures[0].reshape(-1, 3).mean(0) - (255 - 0x20, 255 - 0x40, 255 - 0x60)).max() < 3
     )
+
+
+def test_stages_lists_the_stages_asked_for_and_suggests_a_misspelt_one(capsys):
+    assert main(["stages", "--json", "encode", "decode"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [stage["name"] for stage in listed] == ["encode", "decode"]
+    assert "live" in {option["name"] for option in listed[1]["options"]}
+    assert main(["stages", "decod"]) == 2
+    assert "decod: no such stage (did you mean 'decode'?)" in capsys.readouterr().err

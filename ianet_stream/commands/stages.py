@@ -15,6 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="List every stage registered under the 'ianet_stream.stages' entry points "
         "(built-in and third-party) with its options: type, default and help.",
     )
+    parser.add_argument("names", nargs="*", metavar="STAGE", help="only these stages")
     parser.add_argument("--json", action="store_true", help="print JSON on stdout instead")
     parser.set_defaults(run=run)
     return parser
@@ -58,6 +59,18 @@ def describe_stages() -> list[dict[str, Any]]:
     return described
 
 
+def _only(stages: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """The stages called ``names``, in that order; a ConfigError for an unknown one."""
+    from ianet_stream.cli import ConfigError
+    from ianet_stream.config import suggestion
+
+    by_name = {stage["name"]: stage for stage in stages}
+    for name in names:
+        if name not in by_name:
+            raise ConfigError(f"{name}: no such stage{suggestion(name, by_name)}")
+    return [by_name[name] for name in names]
+
+
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
         return dataclasses.asdict(value)
@@ -73,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     from ianet_stream.console import console
 
     stages = describe_stages()
+    if args.names:
+        stages = _only(stages, args.names)
     if args.json:
         print(json.dumps(stages, indent=2))
         return 0
