@@ -34,7 +34,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -270,7 +270,7 @@ class _Runner:
                     live.update(Text(line))
 
     def _source_main(self) -> None:
-        spec, outbox = self.spec.stages[0], self.queues[0]
+        spec = self.spec.stages[0]
         try:
             source = spec.cls(spec.options, self.contexts[0])
             if not isinstance(source, Source):
@@ -280,9 +280,7 @@ class _Runner:
             self._source_clock = time.perf_counter()
             if not (self._stopping or self._aborted_at or self._error):
                 source.run(self._emit)
-            for stream in sorted(self._open_streams):
-                self._emit(StreamEnd(stream))
-            outbox.put(END_OF_INPUT)
+            self._end_input()
         except QueueClosed:
             pass
         except Exception as error:
@@ -299,12 +297,14 @@ class _Runner:
         with self._lock:
             if self._error is None and self._aborted_at is None:
                 self._error = (0, error)
-        try:
-            for stream in sorted(self._open_streams):
-                self._emit(StreamEnd(stream))
-            self.queues[0].put(END_OF_INPUT)
-        except QueueClosed:
-            pass
+        with suppress(QueueClosed):
+            self._end_input()
+
+    def _end_input(self) -> None:
+        """End the streams the source left open, then the input."""
+        for stream in sorted(self._open_streams):
+            self._emit(StreamEnd(stream))
+        self.queues[0].put(END_OF_INPUT)
 
     def _emit(self, message: Message) -> None:
         now = time.perf_counter()

@@ -65,6 +65,7 @@ from ianet_stream_plugins.live import (
     webcam_input,
 )
 from ianet_stream_plugins.multiplex import Multiplexer
+from ianet_stream_plugins.video import parse_size
 
 log = logging.getLogger(__name__)
 
@@ -72,21 +73,6 @@ _HW_DEVICES = tuple(t.name for t in av.codec.hwaccel.HWDeviceType if t.name != "
 # A file whose last frame ends this much (seconds) before its announced duration is reported
 # as truncated.
 _TRUNCATION_TOLERANCE = 0.5
-
-
-def parse_size(size: int | str) -> tuple[int, int] | int:
-    """``"640x360"`` -> ``(640, 360)``; ``360`` or ``"360"`` -> ``360`` (the short side)."""
-    text = str(size).strip().lower()
-    try:
-        if "x" in text:
-            width, height = (int(part) for part in text.split("x"))
-            if width > 0 and height > 0:
-                return width, height
-        elif int(text) > 0:
-            return int(text)
-    except ValueError:
-        pass
-    raise ValueError(f"size: expected WxH or a number of pixels for the short side, got {size!r}")
 
 
 def scaled_size(width: int, height: int, size: tuple[int, int] | int | None) -> tuple[int, int]:

@@ -26,6 +26,7 @@ from ianet.flow.estimate import estimate_streams
 from ianet.flow.raft import load_raft
 from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context, Stage
+from ianet_stream_plugins.video import parse_size
 
 _MIN_SIZE = 16
 
@@ -168,15 +169,10 @@ def parse_working_size(size: int | str | None) -> int | tuple[int, int] | None:
     """The ``size`` option: a short side (int), a ``WxH`` grid as (height, width), or None."""
     if size is None:
         return None
-    text = str(size).strip().lower()
-    width, x, height = text.partition("x")
-    try:
-        sides = (int(height), int(width)) if x else (int(text),)
-    except ValueError:
-        raise ValueError(f"size: expected a number of pixels or WxH, got {size!r}") from None
-    if min(sides) < _MIN_SIZE:
+    parsed = parse_size(size)
+    if min(parsed if isinstance(parsed, tuple) else (parsed,)) < _MIN_SIZE:
         raise ValueError(f"size: expected at least {_MIN_SIZE} pixels, got {size}")
-    return sides if x else sides[0]
+    return parsed[::-1] if isinstance(parsed, tuple) else parsed
 
 
 def working_size(

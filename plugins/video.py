@@ -22,6 +22,21 @@ def to_numpy(picture: Any) -> np.ndarray:
     return np.asarray(picture)
 
 
+def parse_size(size: int | str) -> tuple[int, int] | int:
+    """``"640x360"`` -> ``(640, 360)``; ``360`` or ``"360"`` -> ``360`` (the short side)."""
+    text = str(size).strip().lower()
+    try:
+        if "x" in text:
+            width, height = (int(part) for part in text.split("x"))
+            if width > 0 and height > 0:
+                return width, height
+        elif int(text) > 0:
+            return int(text)
+    except ValueError:
+        pass
+    raise ValueError(f"size: expected WxH or a number of pixels for the short side, got {size!r}")
+
+
 def temporary_name(final: Path) -> Path:
     """A hidden name beside ``final`` that keeps its extension (so muxers are chosen right).
 
