@@ -7,14 +7,18 @@ after normalisation. Post-processing (the reference test procedure): sigmoid of 
 per-frame min-max ``(s - min) / (max - min + 1e-8)``, bilinear resize back to the frame.
 
 Speed: BatchNorm folded into the convolutions (``torch.fx`` conv/bn fusion), channels-last
-memory, ``torch.inference_mode``, optional fp16/bf16 weights and ``torch.compile``.
+memory, ``torch.inference_mode``, optional fp16/bf16 weights and ``torch.compile``; on the
+CPU, int8 post-training quantization (``torch.ao`` FX graph mode, calibrated on the first
+frames it sees).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+_INT8_ENGINES = ("x86", "qnnpack")
 
 
 class PredLogits(nn.Module):
@@ -51,6 +56,61 @@ def fold_batchnorm(network: IANet) -> fx.GraphModule:
     traced.graph.eliminate_dead_code()
     traced.recompile()
     return fuse(traced, inplace=True)
+
+
+def int8_engine() -> str:
+    """This torch build's int8 CPU engine: "x86" (fbgemm and oneDNN) or "qnnpack" (ARM)."""
+    for engine in _INT8_ENGINES:
+        if engine in torch.backends.quantized.supported_engines:
+            return engine
+    raise InputError("precision int8: this torch build has no int8 CPU engine")
+
+
+def observe_int8(network: IANet, engine: str) -> fx.GraphModule:
+    """``PredLogits(network)`` prepared for int8 post-training quantization on ``engine``.
+
+    BatchNorm is folded, and observers record the activations' ranges (the engine's default
+    settings: histogram observers for activations, per-channel symmetric int8 weights). The
+    GWG module, which works on pooled vectors, stays in fp32. Run calibration inputs through
+    the result, then ``convert_int8`` it. ``network`` itself is left unchanged.
+    """
+    quantize_fx = _quantize_fx()
+    from torch.ao.quantization import get_default_qconfig_mapping
+
+    mapping = get_default_qconfig_mapping(engine).set_module_name("network.GWG", None)
+    example = torch.zeros(1, 3, 64, 64)
+    with _quiet_quantization():
+        return quantize_fx.prepare_fx(
+            PredLogits(copy.deepcopy(network).eval()), mapping, (example, example)
+        )
+
+
+def convert_int8(observed: fx.GraphModule) -> fx.GraphModule:
+    """The int8 network of a calibrated ``observe_int8`` result."""
+    with _quiet_quantization():
+        return _quantize_fx().convert_fx(observed)
+
+
+def _quantize_fx() -> Any:
+    """``torch.ao.quantization.quantize_fx``, which newer torch releases may no longer have."""
+    try:
+        from torch.ao.quantization import quantize_fx
+    except ImportError as error:
+        raise InputError(
+            f"precision int8: torch {torch.__version__} has no FX graph-mode quantization "
+            f"({error}); use fp32"
+        ) from None
+    return quantize_fx
+
+
+@contextlib.contextmanager
+def _quiet_quantization() -> Iterator[None]:
+    """Silence torch's notices that its FX quantization API is deprecated: it still works,
+    and ``_quantize_fx`` says so in one line once a torch release has removed it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.ao\.")
+        warnings.filterwarnings("ignore", r"torch\.ao\.quantization is deprecated")
+        yield
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -79,7 +139,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
             fast = device.type == "cpu" and cpu_has_fast_bf16()
         return torch.bfloat16 if fast else torch.float32
     if precision not in PRECISIONS:
-        raise InputError(f"precision {precision!r}: choose fp32, fp16, bf16 or auto")
+        raise InputError(f"precision {precision!r}: choose fp32, fp16, bf16, int8 or auto")
     return PRECISIONS[precision]
 
 
@@ -134,18 +194,23 @@ class Predictor:
         checkpoint: a checkpoint path, ``builtin:NAME``, a state dict or an IANet.
         size: the square side the network reads (512 in the paper).
         device: "cpu", "cuda", ... or None for CUDA where available.
-        precision: "fp32", "fp16", "bf16" or "auto" (see ``resolve_precision``).
+        precision: "fp32", "fp16", "bf16", "auto" (see ``resolve_precision``) or, on the CPU,
+            "int8": weights and activations quantized to 8 bits after calibration.
         batch_size: most frames per forward pass; longer inputs are split.
         channels_last: channels-last memory format (faster convolutions).
-        fold_bn: fold BatchNorm into the convolutions (outputs equal within 1e-4, relative).
+        fold_bn: fold BatchNorm into the convolutions (outputs equal within 1e-4, relative;
+            int8 always folds).
         compile: False, True or a ``torch.compile`` mode ("reduce-overhead" gives CUDA
             graphs, "max-autotune"); True on the CPU compiles with weight freezing.
+        calibration_frames: int8 only: how many of the first frames the activations' ranges
+            are measured on; their maps come from the fp32 network, later ones from int8.
 
     ``predictor(frames, flow_images)``: frames uint8 BxHxWx3 (CPU or CUDA), flow images
     the same or None (zero flow) -> BxHxW float saliency in [0, 1] on ``device``. Lists of
     HxWx3 frames of different sizes give lists of HxW maps (one forward pass for them all,
     as for a tensor); a None in a list of flow images means zero flow for that frame.
-    ``forward_passes`` counts the network's forward passes so far.
+    ``forward_passes`` counts the network's forward passes so far; ``calibration_left``
+    is the number of frames int8 calibration still needs (0 when calibrated or not int8).
     """
 
     def __init__(
@@ -158,13 +223,21 @@ class Predictor:
         channels_last: bool = True,
         fold_bn: bool = True,
         compile: bool | str = False,
+        calibration_frames: int = 8,
     ) -> None:
-        if size < 32 or batch_size < 1:
+        if size < 32 or batch_size < 1 or calibration_frames < 1:
             raise InputError(
-                f"Predictor: size must be >= 32 and batch_size >= 1 (got {size}, {batch_size})"
+                "Predictor: size must be >= 32, batch_size and calibration_frames >= 1 "
+                f"(got {size}, {batch_size}, {calibration_frames})"
             )
         self.device = resolve_device(device)
-        self.dtype = resolve_precision(precision, self.device)
+        int8 = precision == "int8"
+        if int8 and (self.device.type != "cpu" or compile is not False):
+            raise InputError(
+                f"precision int8: runs on the CPU without compile (device {self.device}, "
+                f"compile {compile}); on a GPU use fp16 or bf16"
+            )
+        self.dtype = torch.float32 if int8 else resolve_precision(precision, self.device)
         self.size = size
         self.batch_size = batch_size
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -172,8 +245,14 @@ class Predictor:
             checkpoint = copy.deepcopy(unwrap(checkpoint))
         model = load_checkpoint(checkpoint, device=self.device)
         self.options = dict(model.options)
-        network = fold_batchnorm(model) if fold_bn else PredLogits(model)
-        network = network.to(dtype=self.dtype, memory_format=self.memory_format)
+        self.calibration_left = 0
+        if int8:
+            torch.backends.quantized.engine = int8_engine()
+            network = observe_int8(model, torch.backends.quantized.engine)
+            self.calibration_left = calibration_frames
+        else:
+            network = fold_batchnorm(model) if fold_bn else PredLogits(model)
+            network = network.to(dtype=self.dtype, memory_format=self.memory_format)
         self.network = _compiled(network, compile, self.device)
         self.forward_passes = 0
 
@@ -195,12 +274,20 @@ class Predictor:
     def logits(self, images: Tensor, flows: Tensor) -> Tensor:
         """fp32 ``pred`` logits Bx1xSxS of normalised inputs, in chunks of ``batch_size``."""
         step = self.batch_size
-        chunks = [
-            self.network(images[start : start + step], flows[start : start + step]).float()
-            for start in range(0, images.shape[0], step)
-        ]
+        chunks = []
+        for start in range(0, images.shape[0], step):
+            chunk = self.network(images[start : start + step], flows[start : start + step])
+            chunks.append(chunk.float())
+            self._count_calibration(chunk.shape[0])
         self.forward_passes += len(chunks)
         return torch.cat(chunks)
+
+    def _count_calibration(self, frames: int) -> None:
+        """Count ``frames`` towards int8 calibration; convert to int8 once it is complete."""
+        if self.calibration_left > 0:
+            self.calibration_left = max(0, self.calibration_left - frames)
+            if self.calibration_left == 0:
+                self.network = convert_int8(self.network)
 
     @torch.inference_mode()
     def __call__(

@@ -134,6 +134,23 @@ def test_bf16_stays_close_to_fp32(lite, predictor):
     assert (bf16(pictures) - predictor(pictures)).abs().mean() < 0.05
 
 
+def test_int8_calibrates_on_the_first_frames_then_stays_close_to_fp32(lite, predictor):
+    int8 = Predictor(lite, size=SIZE, device="cpu", precision="int8", calibration_frames=3)
+    calibration = frames(3, 64, 80, seed=20), frames(3, 64, 80, seed=21)
+    assert int8.calibration_left == 3
+    during = int8(*calibration)
+    assert int8.calibration_left == 0
+    assert (during - predictor(*calibration)).abs().max() < 1e-4  # fp32 while calibrating
+    pictures, flows = frames(2, 64, 80, seed=22), frames(2, 64, 80, seed=23)
+    difference = (int8(pictures, flows) - predictor(pictures, flows)).abs()
+    assert 0 < difference.mean() < 0.03  # int8 from now on: close, not identical
+
+
+def test_int8_is_cpu_only_and_uncompiled(lite):
+    with pytest.raises(InputError, match="int8: runs on the CPU without compile"):
+        Predictor(lite, size=SIZE, device="cpu", precision="int8", compile=True)
+
+
 def test_folding_is_optional(lite, predictor):
     pictures = frames(1, 64, 64, seed=11)
     plain = Predictor(lite, size=SIZE, device="cpu", fold_bn=False, channels_last=False)

@@ -37,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument(
         "--precision",
         default="auto",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        help="auto: bf16 on a GPU that has it, else fp32",
+        choices=("auto", "fp32", "bf16", "fp16", "int8"),
+        help="auto: bf16 on a GPU that has it, else fp32; int8: CPU only, calibrated on the "
+        "first 8 frames",
     )
     parser.add_argument(
         "--workers",
