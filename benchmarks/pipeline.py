@@ -229,6 +229,9 @@ def part_b(
     print(f"  pipeline / slowest stage throughput: {ratio:.3f}x (target >= 0.8x)")
     if share is not None:
         shared = [min(times)[0] for times in zip(*alone_shared, strict=True)]
+        cpu_shared = [min(times)[1] for times in zip(*alone_shared, strict=True)]
+        for stage, seconds, cpu in zip(spec.stages, shared, cpu_shared, strict=True):
+            print(f"  {stage.label:22s} alone, shared threads {seconds:7.2f} s  {cpu:6.2f} CPU-s")
         slowest = max(range(len(shared)), key=shared.__getitem__)
         print(f"  with the {share} thread(s) each torch stage has in the pipeline, the slowest "
               f"stage alone ({spec.stages[slowest].label}) takes {shared[slowest]:.2f} s: "
