@@ -3,9 +3,13 @@ temporary names that become final only when the run succeeds."""
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
+import re
 import secrets
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +41,47 @@ def parse_size(size: int | str) -> tuple[int, int] | int:
     raise ValueError(f"size: expected WxH or a number of pixels for the short side, got {size!r}")
 
 
-def temporary_name(final: Path) -> Path:
-    """A hidden name beside ``final`` that keeps its extension (so muxers are chosen right).
+_HOST = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "host"
+log = logging.getLogger(__name__)
 
-    ``out/clip.mp4`` -> ``out/.clip.mp4.part-1a2b3c4d.mp4``.
+
+def temporary_name(final: Path) -> Path:
+    """A hidden name beside ``final`` that keeps its extension (so muxers are chosen right)
+    and names its writer (process id and host, so leftovers of a killed one can be told).
+
+    ``out/clip.mp4`` -> ``out/.clip.mp4.part-1a2b3c4d-4242@host.mp4``.
     """
-    return final.with_name(f".{final.name}.part-{secrets.token_hex(4)}{final.suffix}")
+    token = f"{secrets.token_hex(4)}-{os.getpid()}@{_HOST}"
+    return final.with_name(f".{final.name}.part-{token}{final.suffix}")
+
+
+def remove_stale_temporaries(final: Path) -> list[Path]:
+    """Remove ``final``'s temporary names whose writer, on this host, no longer runs (a
+    process killed before it could clean up); other hosts' and live writers' stay."""
+    pattern = re.compile(
+        rf"{re.escape(f'.{final.name}.part-')}[0-9a-f]{{8}}-(\d+)@(.+){re.escape(final.suffix)}"
+    )
+    removed = []
+    for candidate in final.parent.glob(f"{glob.escape(f'.{final.name}.part-')}*"):
+        match = pattern.fullmatch(candidate.name)
+        if match and match[2] == _HOST and not _running(int(match[1])):
+            _remove(candidate)
+            removed.append(candidate)
+            log.info("%s: removed, left by a run that was killed", candidate)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists (assumed so where signal 0 cannot probe it)."""
+    if os.name == "nt":
+        return True  # os.kill(pid, 0) sends CTRL_C_EVENT on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _remove(path: Path) -> None:
@@ -55,7 +94,8 @@ def _remove(path: Path) -> None:
 class PendingOutputs:
     """Files and folders written under temporary names, renamed to their final names at the end.
 
-    ``reserve(final)`` gives the temporary name to write to; ``complete(temporary)`` marks it
+    ``reserve(final)`` gives the temporary name to write to (and removes ``final``'s stale
+    temporary names, left by killed runs); ``complete(temporary)`` marks it
     whole; ``finish(failed)`` renames the complete ones (replacing what the final names held)
     unless ``failed``, and removes every other temporary name, so a final name only ever
     holds a complete output.
@@ -68,6 +108,7 @@ class PendingOutputs:
     def reserve(self, final: Path) -> Path:
         """Create ``final``'s folder and return a fresh temporary name beside it."""
         final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(final)
         temporary = temporary_name(final)
         self._finals[temporary] = final
         return temporary

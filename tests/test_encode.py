@@ -3,6 +3,7 @@ stdout, folders, and no partial file after a failure."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -17,6 +18,7 @@ from ianet_stream.cli import ConfigError
 from ianet_stream.frame import Frame
 from ianet_stream.stage import Context
 from ianet_stream_plugins.encode import Encode, EncodeOptions
+from ianet_stream_plugins.video import temporary_name
 
 
 def encode(messages: list, path: str, context: Context | None = None, **options) -> None:
@@ -126,6 +128,21 @@ def test_failed_run_removes_the_partial_file(tmp_path: Path) -> None:
     context.failed = True
     sink.close()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(os.name == "nt", reason="probes processes with signal 0")
+def test_leftovers_of_a_killed_writer_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    final = tmp_path / "out.mp4"
+    ours = temporary_name(final)  # this (live) process's name
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    killed = ours.with_name(ours.name.replace(f"-{os.getpid()}@", f"-{exited.pid}@"))
+    elsewhere = ours.with_name(ours.name.replace("@", "9@other-host."))
+    for leftover in (ours, killed, elsewhere):
+        leftover.write_bytes(b"partial")
+    encode(decode("lavfi:testsrc2=size=64x48:rate=25:duration=0.2"), str(final))
+    assert sorted(tmp_path.iterdir()) == sorted([ours, elsewhere, final])
+    assert len(video_frames(final)) == 5
 
 
 def test_stream_without_end_is_not_kept(tmp_path: Path) -> None:

@@ -213,6 +213,7 @@ def test_a_clip_whose_worker_is_killed_is_retried_by_a_new_worker(tmp_path, slow
     assert report["short.mp4"]["attempts"] == 1
     assert visible(out) == ["long.mp4", "short.mp4"]
     assert frame_count(out / "long.mp4") == 120 and frame_count(out / "short.mp4") == 6
+    assert sorted(os.listdir(out)) == ["long.mp4", "short.mp4"]  # the killed one's leftover too
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the worker through /proc")
