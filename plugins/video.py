@@ -58,11 +58,10 @@ def temporary_name(final: Path) -> Path:
 def remove_stale_temporaries(final: Path) -> list[Path]:
     """Remove ``final``'s temporary names whose writer, on this host, no longer runs (a
     process killed before it could clean up); other hosts' and live writers' stay."""
-    pattern = re.compile(
-        rf"{re.escape(f'.{final.name}.part-')}[0-9a-f]{{8}}-(\d+)@(.+){re.escape(final.suffix)}"
-    )
+    prefix = f".{final.name}.part-"
+    pattern = re.compile(rf"{re.escape(prefix)}[0-9a-f]{{8}}-(\d+)@(.+){re.escape(final.suffix)}")
     removed = []
-    for candidate in final.parent.glob(f"{glob.escape(f'.{final.name}.part-')}*"):
+    for candidate in final.parent.glob(f"{glob.escape(prefix)}*"):
         match = pattern.fullmatch(candidate.name)
         if match and match[2] == _HOST and not _running(int(match[1])):
             _remove(candidate)
