@@ -7,7 +7,6 @@ warm start and weight loading, not the quality of the flow (no pretrained weight
 from __future__ import annotations
 
 import math
-import urllib.error
 
 import numpy as np
 import pytest
@@ -228,20 +227,14 @@ def test_raft_weights_from_a_file_and_from_torchvision_cache(tmp_path, monkeypat
         build_raft("raft_large", path)
 
 
-def test_raft_auto_weights_offline_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+def test_raft_auto_weights_offline_says_what_to_do(offline_torch_hub):
     with pytest.raises(InputError) as error:
         build_raft("raft_large", "auto")
     message = str(error.value)
     assert "raft_large_C_T_SKHT_V2-ff5fadd5.pth" in message
-    assert str(tmp_path / "hub" / "checkpoints") in message
+    assert str(offline_torch_hub) in message
     assert "\n" not in message
-    (tmp_path / "hub" / "checkpoints" / "raft_large_C_T_SKHT_V2-ff5fadd5.pth").write_bytes(b"junk")
+    (offline_torch_hub / "raft_large_C_T_SKHT_V2-ff5fadd5.pth").write_bytes(b"junk")
     with pytest.raises(InputError, match="cannot load raft_large weights"):
         build_raft("raft_large", "auto")
 

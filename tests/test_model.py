@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -203,18 +202,12 @@ def test_backbone_weights_auto_reads_the_torch_hub_cache(tmp_path, monkeypatch):
     assert torch.equal(state["features.0.0.weight"], reference["features.0.0.weight"])
 
 
-def test_backbone_weights_auto_offline_names_the_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+def test_backbone_weights_auto_offline_names_the_file(offline_torch_hub):
     with pytest.raises(InputError) as error:
         imagenet_state_dict("resnet34", "auto")
     message = str(error.value)
     assert "resnet34-333f7ec4.pth" in message
-    assert str(tmp_path / "hub" / "checkpoints") in message
+    assert str(offline_torch_hub) in message
     assert "backbone_weights=PATH" in message
 
 
