@@ -17,19 +17,11 @@ from importlib import import_module
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from ianet.errors import InputError
 from ianet_stream import __version__, commands
 from ianet_stream.console import console
+from ianet_stream.errors import ConfigError, InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
-
-# Idle OpenMP threads sleep instead of spinning: the pipeline runs several torch stages in
-# threads, and spinning workers of one stage starve the others (10x slower on 2 cores).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-class ConfigError(InputError):
-    """A configuration or usage error (exit code 2)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +64,10 @@ def configure_logging(quiet: bool, debug: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (also used by the console script)."""
+    # Idle OpenMP threads sleep instead of spinning: the pipeline runs several torch stages
+    # in threads, and spinning workers of one stage starve the others (10x slower on 2
+    # cores). Read once, when torch first starts its thread pool, so set before that.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     configure_logging(quiet=args.quiet, debug=args.debug)
     try:

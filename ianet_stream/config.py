@@ -29,7 +29,7 @@ from typing import Any, Literal, NamedTuple, Union, get_args, get_origin, get_ty
 import yaml
 
 from ianet_stream import registry
-from ianet_stream.cli import ConfigError
+from ianet_stream.errors import ConfigError
 from ianet_stream.stage import Stage
 
 TOP_LEVEL_KEYS = ("stages", "device", "batch")
@@ -65,6 +65,12 @@ class StageSpec:
         """How messages name it, ``saliency (stage 3)``."""
         return f"{self.name} (stage {self.index + 1})"
 
+    @property
+    def output(self) -> Any:
+        """A sink's output (the value of its ``output_option``), or ``None``."""
+        option = self.cls.output_option
+        return None if option is None else getattr(self.options, option)
+
 
 @dataclass(frozen=True)
 class PipelineSpec:
@@ -77,6 +83,16 @@ class PipelineSpec:
     @property
     def source(self) -> StageSpec:
         return self.stages[0]
+
+    @property
+    def inputs(self) -> list[str]:
+        """The source's inputs (the value of its ``input_option``, as a list); ``[]`` when
+        it has none."""
+        option = self.source.cls.input_option
+        value = None if option is None else getattr(self.source.options, option)
+        if value is None:
+            return []
+        return [str(item) for item in value] if isinstance(value, list | tuple) else [str(value)]
 
     @property
     def sinks(self) -> list[StageSpec]:
@@ -190,16 +206,49 @@ def parse_pipeline(
         raise ConfigError("stages: expected a list of stages, a source first and a sink last")
     stages = [_stage_entry(index, entry) for index, entry in enumerate(entries)]
     _check_shape(stages)
-    sink = next(i for i, s in enumerate(stages) if s.cls.kind == "sink")
-    _set_io(0, stages[0], "uri", input, "--input")
-    _set_io(sink, stages[sink], "path", output, "--output")
+    _set_io(0, stages[0], stages[0].cls.input_option, input, "--input")
+    sink = next((i for i, s in enumerate(stages) if s.cls.output_option), None)
+    if sink is None:
+        _set_io(len(stages) - 1, stages[-1], None, output, "--output")
+    else:
+        _set_io(sink, stages[sink], stages[sink].cls.output_option, output, "--output")
     specs = tuple(
         StageSpec(
             i, s.name, s.cls, build_options(s.cls.Options, s.options, f"stages[{i}].{s.name}")
         )
         for i, s in enumerate(stages)
     )
+    check_fields(specs)
     return PipelineSpec(specs, device=_device(raw), batch=_batch(raw))
+
+
+def check_fields(stages: Sequence[StageSpec]) -> None:
+    """Refuse a pipeline whose stage requires a ``Frame`` field no earlier stage provides."""
+    available: set[str] = set()
+    for stage in stages:
+        for requirement in stage.cls.requires:
+            choices = requirement.split("|")
+            if not available.intersection(choices):
+                raise ConfigError(
+                    f"{stage.path}: {stage.name} needs {' or '.join(choices)}; "
+                    f"{_producer_hint(choices)}"
+                )
+        available |= stage.cls.provided_fields(stage.options)
+
+
+def _producer_hint(fields: Sequence[str]) -> str:
+    """'add a saliency stage before it', from the registered stages that provide a field."""
+    producers = []
+    for name, entry_point in registry.registered().items():
+        try:
+            cls = registry.load(entry_point)
+        except registry.StageLoadError:
+            continue
+        if cls.kind != "source" and set(cls.provides) & set(fields):
+            producers.append(name)
+    if not producers:
+        return "no registered stage provides it"
+    return f"add a {' or '.join(producers)} stage before it"
 
 
 class _Entry(NamedTuple):
@@ -248,13 +297,16 @@ def _check_shape(stages: list[_Entry]) -> None:
         )
 
 
-def _set_io(index: int, stage: _Entry, key: str, value: str | list[str] | None, flag: str) -> None:
-    """Set the option ``--input``/``--output`` gives; when it is required and neither the
-    flag nor the file gives it, say which flag to use."""
+def _set_io(
+    index: int, stage: _Entry, key: str | None, value: str | list[str] | None, flag: str
+) -> None:
+    """Set the option ``--input``/``--output`` gives (the stage's ``input_option`` or
+    ``output_option``, ``key``); when it is required and neither the flag nor the file
+    gives it, say which flag to use."""
     fields = {f.name: f for f in dataclasses.fields(stage.cls.Options)}
     if value is not None:
-        if key not in fields:
-            raise ConfigError(f"{flag}: stage {stage.name} has no '{key}' option")
+        if key is None or key not in fields:
+            raise ConfigError(f"{flag}: stage {stage.name} takes no {flag.lstrip('-')}")
         stage.options[key] = value
     elif key in fields and key not in stage.options and is_required(fields[key]):
         raise ConfigError(

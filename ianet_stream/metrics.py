@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, start_http_se
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ianet_stream.cli import ConfigError
+from ianet_stream.errors import ConfigError
 from ianet_stream.stats import RunStats
 
 DEFAULT_HOST = "127.0.0.1"

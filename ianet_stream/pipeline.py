@@ -29,10 +29,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ianet.errors import InputError
-from ianet_stream.cli import ConfigError
 from ianet_stream.config import PipelineSpec, load_pipeline
 from ianet_stream.console import console
+from ianet_stream.errors import ConfigError, InputError
 from ianet_stream.runner import STOP_SIGNALS, handling_signals, run_pipeline
 from ianet_stream.uris import VIDEO_EXTENSIONS, list_videos, parse_uri
 
@@ -115,23 +114,25 @@ def plan_folder(
     clips = batch_clips(batch)
     targets = []
     for sink in spec.sinks:
-        target = getattr(sink.options, "path", None)
-        if target is None:
+        if sink.output is None:
             continue
-        target = str(target)
+        target, where = str(sink.output), f"{sink.path}.{sink.cls.output_option}"
         if target == "-" or Path(target).suffix.lower().lstrip(".") in VIDEO_EXTENSIONS:
             raise ConfigError(
-                f"{sink.path}.path: a folder run writes one output per clip into a folder, "
+                f"{where}: a folder run writes one output per clip into a folder, "
                 f"got {target!r} (give --output DIR)"
             )
         if Path(target).is_file():
-            raise ConfigError(f"{sink.path}.path: {target} is a file, not a folder")
+            raise ConfigError(f"{where}: {target} is a file, not a folder")
         Path(target).mkdir(parents=True, exist_ok=True)
         targets.append((sink, target))
     jobs, writers = [], {}
     for clip in clips:
         outputs = [
-            (f"stages.{sink.index}.path", *sink.cls.clip_output(sink.options, target, clip.stem))
+            (
+                f"stages.{sink.index}.{sink.cls.output_option}",
+                *sink.cls.clip_output(sink.options, target, clip.stem),
+            )
             for sink, target in targets
         ]
         for _, _, done in outputs:

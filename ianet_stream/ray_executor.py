@@ -29,8 +29,7 @@ from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
-from ianet.errors import InputError
-from ianet_stream.cli import ConfigError
+from ianet_stream.errors import ConfigError, InputError
 from ianet_stream.pipeline import ClipJob, ClipResult, run_clip
 from ianet_stream.runner import STOP_SIGNALS, handling_signals
 

@@ -41,9 +41,9 @@ from typing import Any, Literal
 from rich.live import Live
 from rich.text import Text
 
-from ianet.errors import InputError
 from ianet_stream.config import PipelineSpec, resolve_device
 from ianet_stream.console import console
+from ianet_stream.errors import InputError, QueueClosed
 from ianet_stream.frame import Frame, StreamEnd, StreamStart
 from ianet_stream.stage import Context, LiveOptions, Message, Source, Stage
 from ianet_stream.stats import RunStats, RunSummary, StageStats, Status, status_line
@@ -51,14 +51,6 @@ from ianet_stream.uris import redact, redact_text
 
 ABORT_GRACE_S = 3.0  # how long an abort waits for stages to close before giving up on them
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class PipelineError(InputError):
-    """A stage failed; the message names the stage and the input."""
-
-
-class QueueClosed(Exception):
-    """The pipeline is being torn down: stop what you are doing."""
 
 
 class EndOfInput:
@@ -185,28 +177,17 @@ def torch_threads_per_stage(spec: PipelineSpec, device: str) -> int | None:
     return max(1, torch.get_num_threads() // stages)
 
 
-def live_options(spec: PipelineSpec) -> LiveOptions | None:
-    """The source's ``live`` options; ``None`` for a file-like input."""
-    live = getattr(spec.source.options, "live", None)
-    return live if isinstance(live, LiveOptions) else None
-
-
 class _Runner:
     def __init__(self, spec: PipelineSpec, contexts: list[Context], keep_interrupted: bool):
         self.spec = spec
         self.contexts = contexts
         self.keep_interrupted = keep_interrupted
         self.torch_threads: int | None = None
-        uri = getattr(spec.source.options, "uri", spec.source.name)
-        self.uris = [str(u) for u in uri] if isinstance(uri, list | tuple) else [str(uri)]
+        self.uris = spec.inputs or [spec.source.name]
         self.input = ", ".join(redact(u) for u in self.uris)
-        self.live = live_options(spec)
-        latest = self.live is not None and self.live.policy == "latest"
-        self.max_age = self.live.max_latency_ms / 1000 if self.live and latest else None
-        self.queues = [
-            MessageQueue(spec.batch, "latest") if latest else MessageQueue(2 * spec.batch)
-            for _ in spec.stages[1:]
-        ]
+        self.live: LiveOptions | None = None
+        self.max_age: float | None = None
+        self.queues = [MessageQueue(2 * spec.batch) for _ in spec.stages[1:]]
         inboxes = [None, *self.queues]
         self.stats = RunStats(
             [
@@ -277,6 +258,7 @@ class _Runner:
                 raise TypeError(f"{spec.cls.__name__} is not a Source")
             self.stages[0] = source
             source.open()
+            self._go_live(source.live())
             self._source_clock = time.perf_counter()
             if not (self._stopping or self._aborted_at or self._error):
                 source.run(self._emit)
@@ -290,6 +272,14 @@ class _Runner:
                 self._lose_source(error)
         finally:
             self._close(0)
+
+    def _go_live(self, live: LiveOptions | None) -> None:
+        """Set the queues' policy for the source's input, before its first message."""
+        self.live = live
+        if live is not None and live.policy == "latest":
+            self.max_age = live.max_latency_ms / 1000
+            for queue in self.queues:
+                queue.policy, queue.capacity = "latest", self.spec.batch
 
     def _lose_source(self, error: Exception) -> None:
         """A live source failed (a camera gone for good): the run fails with its error, but

@@ -8,7 +8,20 @@ A stage is a class registered under the ``ianet_stream.stages`` entry-point grou
 It declares its options as a dataclass (``Options``) whose fields carry a one-line
 ``help`` in their metadata; the configuration layer validates YAML against it (types
 from the annotations, impossible values rejected by ``Options.__post_init__`` raising
-``ValueError``). The runner drives each stage in its own thread:
+``ValueError``). The class also declares what the framework needs to know before it runs
+anything (see ``docs/architecture.md``, "The stage contract"):
+
+- ``requires`` / ``provides``: the ``Frame`` fields it reads and the ones it sets; a
+  pipeline whose stage requires a field no earlier stage provides is refused when it is
+  built ("composite needs saliency; add a saliency stage before it"). A requirement
+  ``"saliency|mask"`` is met by either field.
+- a source's ``input_option`` (the option ``--input`` sets) and a sink's
+  ``output_option`` (the option ``--output`` sets, and the one a folder run points at
+  each clip's output); ``None`` when the stage has none.
+- a source's ``live()``: after ``open()``, whether the input is live and how it trades
+  completeness for freshness (``LiveOptions``), or ``None`` for a file-like input.
+
+The runner drives each stage in its own thread:
 
     stage = MyStage(options, context)
     stage.open()
@@ -93,14 +106,32 @@ class NoOptions:
     """For stages without options."""
 
 
+FRAME_FIELDS = frozenset({"image", "mask", "flow", "flow_image", "saliency", "output"})
+
+
 class Stage:
-    """Base class of transform and sink stages."""
+    """Base class of transform and sink stages.
+
+    Class attributes: ``name`` and ``help`` (one line) as ``ianet-stream stages`` lists
+    them; ``kind``; ``Options``, the options dataclass; ``needs_torch`` (the stage runs
+    torch: it gets a share of the CPU threads); ``requires`` and ``provides``, the
+    ``Frame`` fields it reads and sets (``"a|b"``: either); ``output_option``, for sinks,
+    the option that names the output (``--output`` sets it).
+    """
 
     name: ClassVar[str]
     help: ClassVar[str] = ""
     kind: ClassVar[Literal["source", "transform", "sink"]] = "transform"
     Options: ClassVar[type] = NoOptions
     needs_torch: ClassVar[bool] = False
+    requires: ClassVar[tuple[str, ...]] = ()
+    provides: ClassVar[tuple[str, ...]] = ()
+    output_option: ClassVar[str | None] = None
+
+    @classmethod
+    def provided_fields(cls, options: Any) -> frozenset[str]:
+        """The ``Frame`` fields this stage sets with these options (``provides`` by default)."""
+        return frozenset(cls.provides)
 
     def __init__(self, options: Any, context: Context) -> None:
         self.options = options
@@ -137,9 +168,20 @@ class Stage:
 
 
 class Source(Stage):
-    """Base class of sources: the first stage of a pipeline."""
+    """Base class of sources: the first stage of a pipeline.
+
+    ``input_option`` is the option that names the input (``--input`` sets it; ``None``
+    for a source without one); sources provide ``image``.
+    """
 
     kind: ClassVar[Literal["source", "transform", "sink"]] = "source"
+    provides: ClassVar[tuple[str, ...]] = ("image",)
+    input_option: ClassVar[str | None] = None
+
+    def live(self) -> LiveOptions | None:
+        """After ``open()``: how this live input trades completeness for freshness, or
+        ``None`` for a file-like input (every frame processed, back-pressure)."""
+        return None
 
     def run(self, emit: Emit) -> None:
         """Emit messages until the input ends or ``stop`` is called."""

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageColor
 from torch import Tensor
 
-from ianet.errors import InputError
+from ianet_stream.errors import InputError
 from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context, Stage
 
@@ -251,6 +251,8 @@ class Composite(Stage):
     )
     Options: ClassVar[type] = CompositeOptions
     needs_torch: ClassVar[bool] = True
+    requires: ClassVar[tuple[str, ...]] = ("image", "saliency")
+    provides: ClassVar[tuple[str, ...]] = ("output",)
 
     options: CompositeOptions
 

@@ -46,7 +46,7 @@ import av
 import av.codec.hwaccel
 import numpy as np
 
-from ianet.errors import InputError
+from ianet_stream.errors import InputError
 from ianet_stream.frame import Frame, StreamEnd, StreamInfo, StreamStart
 from ianet_stream.stage import Context, Emit, LiveOptions, Source
 from ianet_stream.uris import parse_uri, redact
@@ -311,6 +311,17 @@ class Decode(Source):
         "('synthetic:...') with PyAV; live inputs reconnect"
     )
     Options: ClassVar[type] = DecodeOptions
+    input_option: ClassVar[str | None] = "uri"
+
+    @classmethod
+    def provided_fields(cls, options: DecodeOptions) -> frozenset[str]:
+        """``image``; ``mask`` too when an input is the synthetic generator."""
+        uris = [options.uri] if isinstance(options.uri, str) else options.uri
+        synthetic = any(uri.startswith("synthetic:") for uri in uris)
+        return frozenset({"image", "mask"} if synthetic else {"image"})
+
+    def live(self) -> LiveOptions | None:
+        return self.options.live
 
     def __init__(self, options: DecodeOptions, context: Context) -> None:
         super().__init__(options, context)

@@ -30,8 +30,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import av
 import numpy as np
 
-from ianet.errors import InputError
-from ianet_stream.cli import ConfigError
+from ianet_stream.errors import ConfigError, InputError
 from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context, Stage
 from ianet_stream.uris import redact
@@ -521,6 +520,8 @@ class Encode(Stage):
     )
     kind: ClassVar[Literal["source", "transform", "sink"]] = "sink"
     Options: ClassVar[type] = EncodeOptions
+    requires: ClassVar[tuple[str, ...]] = ("image",)
+    output_option: ClassVar[str | None] = "path"
 
     def __init__(self, options: EncodeOptions, context: Context) -> None:
         super().__init__(options, context)

@@ -78,6 +78,8 @@ class Flow(Stage):
     )
     Options: ClassVar[type] = FlowOptions
     needs_torch: ClassVar[bool] = True
+    requires: ClassVar[tuple[str, ...]] = ("image",)
+    provides: ClassVar[tuple[str, ...]] = ("flow", "flow_image")
 
     def __init__(self, options: FlowOptions, context: Context) -> None:
         super().__init__(options, context)

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import av
 
-from ianet.errors import InputError
+from ianet_stream.errors import InputError
 from ianet_stream.stage import LiveOptions
 from ianet_stream.uris import Uri, parse_uri
 

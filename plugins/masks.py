@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from PIL import Image
 
-from ianet_stream.cli import ConfigError
+from ianet_stream.errors import ConfigError
 from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context, Stage
 
@@ -63,6 +63,8 @@ class Masks(Stage):
     )
     kind: ClassVar[Literal["source", "transform", "sink"]] = "sink"
     Options: ClassVar[type] = MasksOptions
+    requires: ClassVar[tuple[str, ...]] = ("saliency|mask",)
+    output_option: ClassVar[str | None] = "path"
 
     def __init__(self, options: MasksOptions, context: Context) -> None:
         super().__init__(options, context)

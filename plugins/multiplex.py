@@ -14,9 +14,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
-from ianet.errors import InputError
+from ianet_stream.errors import InputError, QueueClosed
 from ianet_stream.frame import Frame, StreamEnd, StreamStart
-from ianet_stream.runner import QueueClosed
 from ianet_stream.stage import Emit, Message, Source
 from ianet_stream.uris import parse_uri, redact
 

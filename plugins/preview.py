@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from PIL import Image
 
-from ianet_stream.cli import ConfigError
+from ianet_stream.errors import ConfigError
 from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context, Stage
 
@@ -112,6 +112,7 @@ class Preview(Stage):
     )
     kind: ClassVar[Literal["source", "transform", "sink"]] = "sink"
     Options: ClassVar[type] = PreviewOptions
+    requires: ClassVar[tuple[str, ...]] = ("image",)
 
     def __init__(self, options: PreviewOptions, context: Context) -> None:
         super().__init__(options, context)

@@ -78,6 +78,8 @@ class Saliency(Stage):
     help: ClassVar[str] = "IANet saliency map of each frame (from the picture and its flow image)"
     Options: ClassVar[type] = SaliencyOptions
     needs_torch: ClassVar[bool] = True
+    requires: ClassVar[tuple[str, ...]] = ("image", "flow_image")
+    provides: ClassVar[tuple[str, ...]] = ("saliency",)
 
     def __init__(self, options: SaliencyOptions, context: Context) -> None:
         super().__init__(options, context)

@@ -10,8 +10,9 @@ from typing import ClassVar, Literal
 import pytest
 
 from ianet_stream import registry
-from ianet_stream.cli import ConfigError, main
+from ianet_stream.cli import main
 from ianet_stream.config import build_options, load_pipeline, parse_pipeline
+from ianet_stream.errors import ConfigError
 from ianet_stream.stage import Source, Stage
 
 
@@ -45,6 +46,8 @@ class Probe(Stage):
 
 
 class Start(Source):
+    input_option: ClassVar[str | None] = "uri"
+
     @dataclass
     class Options:
         uri: str

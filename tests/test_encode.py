@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from test_decode import VFR_TIMES_MS, decode, feed, write_clip
 
-from ianet_stream.cli import ConfigError
+from ianet_stream.errors import ConfigError
 from ianet_stream.frame import Frame
 from ianet_stream.stage import Context
 from ianet_stream_plugins.encode import Encode, EncodeOptions

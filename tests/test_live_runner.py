@@ -60,10 +60,14 @@ class Paced(Source):
     """A camera: frames at ``fps`` in real time, each captured when it is produced."""
 
     Options: ClassVar[type] = PacedOptions
+    input_option: ClassVar[str | None] = "uri"
 
     def __init__(self, options: PacedOptions, context: Context) -> None:
         super().__init__(options, context)
         self._stop = threading.Event()
+
+    def live(self) -> LiveOptions | None:
+        return self.options.live
 
     def run(self, emit) -> None:
         options, emitted = self.options, SEEN.setdefault("emitted", [])
@@ -95,6 +99,10 @@ class Burst(Source):
     """A stream catching up: ``stale`` frames captured long ago, then ``fresh`` ones, at once."""
 
     Options: ClassVar[type] = BurstOptions
+    input_option: ClassVar[str | None] = "uri"
+
+    def live(self) -> LiveOptions | None:
+        return self.options.live
 
     def run(self, emit) -> None:
         emit(_start(self.options.uri, 30))
@@ -133,6 +141,7 @@ class Collect(Stage):
 
     kind: ClassVar = "sink"
     Options: ClassVar[type] = CollectOptions
+    output_option: ClassVar[str | None] = "path"
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         now = time.monotonic()

@@ -25,8 +25,8 @@ import pytest
 from test_decode import decode
 
 from ianet.errors import InputError
-from ianet_stream.cli import ConfigError
 from ianet_stream.config import parse_pipeline
+from ianet_stream.errors import ConfigError
 from ianet_stream.frame import Frame, StreamStart
 from ianet_stream.stage import LiveOptions
 from ianet_stream_plugins.decode import DecodeOptions

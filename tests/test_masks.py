@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from test_decode import decode, feed
 
-from ianet_stream.cli import ConfigError
+from ianet_stream.errors import ConfigError
 from ianet_stream.frame import Frame, StreamEnd, StreamInfo, StreamStart
 from ianet_stream.stage import Context
 from ianet_stream_plugins.masks import Masks, MasksOptions

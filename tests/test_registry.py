@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from ianet_stream import registry
-from ianet_stream.cli import ConfigError, main
+from ianet_stream.cli import main
 from ianet_stream.commands.stages import describe_stages
 from ianet_stream.config import parse_pipeline
+from ianet_stream.errors import ConfigError
 from ianet_stream.frame import Frame
 from ianet_stream.stage import Stage
 

@@ -19,8 +19,9 @@ import torch
 from ianet_stream import registry
 from ianet_stream.cli import configure_logging, main
 from ianet_stream.config import parse_pipeline
+from ianet_stream.errors import QueueClosed
 from ianet_stream.frame import Frame, StreamEnd, StreamInfo, StreamStart
-from ianet_stream.runner import END_OF_INPUT, MessageQueue, QueueClosed, run_pipeline
+from ianet_stream.runner import END_OF_INPUT, MessageQueue, run_pipeline
 from ianet_stream.stage import Context, Source, Stage
 
 # What the test stages saw, per ``tag`` option: cleared by the ``stages`` fixture.
@@ -44,6 +45,7 @@ class Numbers(Source):
     """Frames 0, 1, 2, ... of one stream, pts = 3 * index (time base 1/75)."""
 
     Options: ClassVar[type] = NumbersOptions
+    input_option: ClassVar[str | None] = "uri"
 
     def __init__(self, options: NumbersOptions, context: Context) -> None:
         super().__init__(options, context)
@@ -111,6 +113,7 @@ class Record(Stage):
 
     kind: ClassVar = "sink"
     Options: ClassVar[type] = RecordOptions
+    output_option: ClassVar[str | None] = "path"
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         seen = _record(self.options.tag)

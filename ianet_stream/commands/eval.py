@@ -87,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def _device(name: str) -> str:
     import torch
 
-    from ianet_stream.cli import ConfigError
+    from ianet_stream.errors import ConfigError
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -100,7 +100,6 @@ def _device(name: str) -> str:
 
 def _frames(args: argparse.Namespace) -> list[FramePair]:
     """The frames the protocol scores, with a prediction (or an error naming the missing)."""
-    from ianet.errors import InputError
     from ianet.metrics import (
         missing_predictions,
         pairs_from_folders,
@@ -108,6 +107,7 @@ def _frames(args: argparse.Namespace) -> list[FramePair]:
         select_frames,
     )
     from ianet_stream.console import console
+    from ianet_stream.errors import InputError
 
     if args.gt is not None:
         pairs = pairs_from_folders(args.pred, args.gt)
@@ -201,8 +201,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from ianet.metrics import evaluate
-    from ianet_stream.cli import ConfigError
     from ianet_stream.console import console
+    from ianet_stream.errors import ConfigError
 
     if args.plot is not None:
         try:

@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ianet.checkpoints import load_checkpoint, save_weights
     from ianet.export import export_model, require_onnx
-    from ianet_stream.cli import ConfigError
+    from ianet_stream.errors import ConfigError
 
     if args.size < 32:
         raise ConfigError(f"--size {args.size}: must be at least 32")

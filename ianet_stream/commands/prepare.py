@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _videos(folder: Path) -> list[Path]:
-    from ianet.errors import InputError
+    from ianet_stream.errors import InputError
 
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder of videos")
@@ -186,7 +186,7 @@ def _write_list(path: Path, rows: list[str]) -> None:
 
 
 def _mask_files(masks: Path | None, stem: str) -> list[Path] | None:
-    from ianet.errors import InputError
+    from ianet_stream.errors import InputError
 
     if masks is None:
         return None
@@ -203,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn
 
     from ianet.flow import METHODS
-    from ianet_stream.cli import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, ConfigError
+    from ianet_stream.cli import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
+    from ianet_stream.errors import ConfigError
 
     if args.every < 1:
         raise ConfigError(f"--every: expected an integer >= 1, got {args.every}")

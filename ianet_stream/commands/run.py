@@ -110,8 +110,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ianet_stream.cli import EXIT_OK, EXIT_PARTIAL, ConfigError
+    from ianet_stream.cli import EXIT_OK, EXIT_PARTIAL
     from ianet_stream.config import load_pipeline
+    from ianet_stream.errors import ConfigError
     from ianet_stream.pipeline import is_batch_input
 
     if args.jobs is not None and args.jobs < 1:
@@ -124,11 +125,10 @@ def run(args: argparse.Namespace) -> int:
         output = output.rstrip("/\\") + os.sep  # a folder: one output per clip or stream
     source = inputs[0] if len(inputs) == 1 else (inputs or None)
     spec = load_pipeline(args.pipeline, args.sets, input=source, output=output)
-    uri = getattr(spec.source.options, "uri", None)
-    if isinstance(uri, str) and is_batch_input(uri):
+    if len(spec.inputs) == 1 and is_batch_input(spec.inputs[0]):
         if args.metrics_port is not None:
             raise ConfigError("--metrics-port applies to a single input, not a folder or list")
-        results = _run_folder(args, spec, Path(uri))
+        results = _run_folder(args, spec, Path(spec.inputs[0]))
         if any(result.status in ("interrupted", "not run") for result in results):
             return EXIT_INTERRUPTED
         return EXIT_PARTIAL if any(result.status == "failed" for result in results) else EXIT_OK
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_executor(args: argparse.Namespace) -> None:
-    from ianet_stream.cli import ConfigError
+    from ianet_stream.errors import ConfigError
 
     ray_options = args.ray_address is not None or args.gpus_per_worker or args.cpus_per_worker != 1
     if args.executor != "ray" and ray_options:
@@ -152,9 +152,10 @@ def _check_executor(args: argparse.Namespace) -> None:
 
 
 def _run_one(args: argparse.Namespace, spec: PipelineSpec) -> int:
-    from ianet_stream.cli import EXIT_OK, ConfigError
+    from ianet_stream.cli import EXIT_OK
     from ianet_stream.console import console
-    from ianet_stream.runner import PipelineError, run_pipeline
+    from ianet_stream.errors import ConfigError, PipelineError
+    from ianet_stream.runner import run_pipeline
     from ianet_stream.stats import stats_table, write_json
 
     if not args.quiet:

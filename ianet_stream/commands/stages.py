@@ -61,8 +61,8 @@ def describe_stages() -> list[dict[str, Any]]:
 
 def _only(stages: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
     """The stages called ``names``, in that order; a ConfigError for an unknown one."""
-    from ianet_stream.cli import ConfigError
     from ianet_stream.config import suggestion
+    from ianet_stream.errors import ConfigError
 
     by_name = {stage["name"]: stage for stage in stages}
     for name in names:

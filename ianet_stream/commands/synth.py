@@ -85,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def parse_size(text: str) -> tuple[int, int]:
     """``'320x192'`` -> ``(320, 192)``; a ConfigError names the option otherwise."""
-    from ianet_stream.cli import ConfigError
+    from ianet_stream.errors import ConfigError
 
     match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
     if match is None:
@@ -101,7 +101,7 @@ def scene_config(preset: str, overrides: Sequence[str]) -> SceneConfig:
     import yaml
 
     from ianet.data.synthetic import PRESETS, SceneConfig
-    from ianet_stream.cli import ConfigError
+    from ianet_stream.errors import ConfigError
 
     names = [field.name for field in dataclasses.fields(SceneConfig)]
     changes = {}
@@ -150,8 +150,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from ianet.data.synthetic import write_dataset
-    from ianet_stream.cli import EXIT_OK, ConfigError
+    from ianet_stream.cli import EXIT_OK
     from ianet_stream.console import console
+    from ianet_stream.errors import ConfigError
 
     size = parse_size(args.size)
     for option, value in (("--clips", args.clips), ("--frames", args.frames)):

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ianet.data.lists import load_lists
     from ianet.inference import check_outputs
-    from ianet_stream.cli import ConfigError
+    from ianet_stream.errors import ConfigError
 
     if args.batch_size < 1 or args.workers < 0 or args.size < 32:
         raise ConfigError("--batch-size must be >= 1, --workers >= 0 and --size >= 32")

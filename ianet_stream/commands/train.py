@@ -100,7 +100,7 @@ def read_config(path: Path | None, overrides: list[str], flags: dict[str, Any]) 
     import yaml
 
     from ianet.train.config import TrainConfig
-    from ianet_stream.cli import ConfigError
+    from ianet_stream.errors import ConfigError
 
     values: dict[str, Any] = {}
     if path is not None:
