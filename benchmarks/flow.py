@@ -46,6 +46,7 @@ from ianet.data.synthetic import PRESETS, SceneConfig, generate_clip
 from ianet.errors import InputError
 from ianet.flow import estimate_flow
 from ianet.flow.raft import load_raft
+from ianet_stream.config import parse_size
 
 console = Console(stderr=True)
 # The generator's scene presets, and a held-out kind no parameter was tuned on: three fast
@@ -229,16 +230,16 @@ def machine(device: torch.device, threads: int) -> str:
     return text
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    width, height = (int(part) for part in text.lower().split("x"))
-    return width, height
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=8, help="clips per scene kind")
     parser.add_argument("--frames", type=int, default=4, help="frames per clip")
-    parser.add_argument("--size", type=parse_size, default=(320, 192), help="WxH for accuracy")
+    parser.add_argument(
+        "--size",
+        type=lambda text: parse_size(text, short_side=False),
+        default=(320, 192),
+        help="WxH for accuracy",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch and OpenCV threads")
     parser.add_argument("--device", default="cpu", help="device of the torch methods")
     parser.add_argument("--raft-weights", default="auto", help="auto, a path, or none")

@@ -52,14 +52,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ianet.checkpoints import load_checkpoint
 from ianet.model import IANet
-from ianet.predictor import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Predictor,
-    cpu_has_fast_bf16,
-    normalise,
-    resize_frames,
-)
+from ianet.predictor import Predictor, cpu_has_fast_bf16
+from ianet.transforms import IMAGENET_MEAN, IMAGENET_STD, normalise, resize_pictures
 
 FRAME_SIZE = (360, 640)
 CALIBRATION_FRAMES = 8
@@ -212,8 +206,8 @@ def cpu_rows(args: argparse.Namespace, model: nn.Module) -> list[dict]:
             reference = reference_procedure(model, size)
             expected = reference(frames, flows)
             inputs = (
-                normalise(resize_frames(frames, (size, size))),
-                normalise(resize_frames(flows, (size, size))),
+                normalise(resize_pictures(frames, (size, size))),
+                normalise(resize_pictures(flows, (size, size))),
             )
             modes: dict[str, Predictor | None] = {"reference": None, "bare forward": None}
             modes["fp32"] = Predictor(model, size=size, device="cpu", batch_size=batch)
@@ -328,8 +322,8 @@ def cuda_rows(args: argparse.Namespace, model: nn.Module) -> list[dict]:
             frames = smooth_frames(batch, seed=1).cuda()
             flows = smooth_frames(batch, seed=2).cuda()
             inputs = (
-                normalise(resize_frames(frames, (size, size))),
-                normalise(resize_frames(flows, (size, size))),
+                normalise(resize_pictures(frames, (size, size))),
+                normalise(resize_pictures(flows, (size, size))),
             )
             runs = {"bare forward, fp32": repeated(lambda i=inputs: _bare(model, i))}
             for label, predictor in predictors.items():

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torchvision.models import MobileNet_V3_Small_Weights, ResNet34_Weights, WeightsEnum
 
 from ianet.errors import InputError
+from ianet.torchfile import load_tensor_dict
 
 
 class ResNet34OS16(nn.Module):
@@ -151,9 +152,7 @@ def imagenet_state_dict(name: str, source: str | os.PathLike) -> dict[str, Tenso
 
 
 def _load_file(path: Path) -> dict[str, Tensor]:
-    from ianet.checkpoints import read_checkpoint  # here: checkpoints imports the model
-
-    return read_checkpoint(path)
+    return load_tensor_dict(path, "ImageNet weights file")
 
 
 def load_imagenet(encoder: nn.Module, state: dict[str, Tensor], source: str = "weights") -> None:

@@ -25,13 +25,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ianet.atomic import atomic_output
 from ianet.errors import InputError
 from ianet.model import VARIANTS, IANet
 from ianet.torchfile import load_tensor_dict
+from ianet.weights import BUILTIN_PREFIX, builtin, for_variant
 
 FORMAT = "ianet-stream"
 VERSION = 1
-BUILTIN_PREFIX = "builtin:"
 _RESERVED = ("format", "version", "model", "options", "meta")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _EXAMPLES = 3  # keys quoted in a mismatch message
@@ -50,15 +51,9 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` under a temporary name in the same folder, renamed when complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_output(path) as temporary:
         torch.save(obj, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def save_checkpoint(
@@ -170,6 +165,23 @@ def model_options(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     return options
 
 
+def input_size(checkpoint: Mapping[str, Any], name: str = "") -> int:
+    """The square side the weights of a checkpoint dict were trained at.
+
+    ``builtin:NAME`` (``name``): its ``ianet.weights`` entry; our checkpoints: the size
+    recorded by ``ianet-stream train`` (``meta.train_config.size``); otherwise the known
+    weights of the network's variant (512 for the paper's network, as published).
+    """
+    known = builtin(name) if name.startswith(BUILTIN_PREFIX) else None
+    if known is not None:
+        return known.info.input_size
+    config = checkpoint.get("meta", {}).get("train_config", {})
+    size = config.get("size") if isinstance(config, Mapping) else None
+    if isinstance(size, int) and not isinstance(size, bool):
+        return size
+    return for_variant(model_options(checkpoint)["variant"]).info.input_size
+
+
 def _own_fp32(tensor: Tensor, copy: bool) -> Tensor:
     """Floating tensors as fp32 (fp16/bf16 builtin weights), copied where asked."""
     converted = tensor.float() if tensor.is_floating_point() else tensor
@@ -213,13 +225,15 @@ def load_checkpoint(
     device: str | torch.device = "cpu",
     *,
     options: Mapping[str, Any] | None = None,
+    name: str | None = None,
 ) -> IANet:
     """An IANet in eval mode on ``device`` with the weights of ``source``.
 
     ``source`` is a file path, ``builtin:NAME``, a checkpoint or state dict, or a module.
-    ``options`` overrides the ``IANet(**options)`` read from the checkpoint. Floating
-    weights are cast to fp32. A file that does not fit raises ``InputError`` naming a
-    few of the keys or shapes that differ.
+    ``options`` overrides the ``IANet(**options)`` read from the checkpoint; ``name`` is
+    how errors name an in-memory ``source`` (the file it came from). Floating weights are
+    cast to fp32. A file that does not fit raises ``InputError`` naming a few of the keys
+    or shapes that differ.
     """
     if isinstance(source, nn.Module):
         network = unwrap(source)
@@ -227,7 +241,7 @@ def load_checkpoint(
             raise InputError(f"expected an IANet module, got {type(network).__name__}")
         return network.to(device).eval()
     if isinstance(source, Mapping):
-        checkpoint, name = source, "state dict"
+        checkpoint, name = source, name or "state dict"
     else:
         checkpoint, name = read_checkpoint(source), str(source)
     state = state_dict_of(checkpoint)

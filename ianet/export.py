@@ -3,7 +3,7 @@
 The exported graph is the inference network of ``ianet.Predictor``: BatchNorm folded into
 the convolutions, and only the ``pred`` logits as output (the other six maps serve deep
 supervision in training). Inputs ``image`` and ``flow`` are normalised Bx3xSxS fp32
-tensors (see ``ianet.predictor.normalise``); the output ``pred`` is Bx1xSxS logits, to
+tensors (see ``ianet.transforms.normalise``); the output ``pred`` is Bx1xSxS logits, to
 which the caller applies sigmoid, min-max and the resize back (as the Predictor does).
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ianet.atomic import atomic_output
 from ianet.errors import InputError
 from ianet.model import IANet
 from ianet.predictor import fold_batchnorm
@@ -55,21 +56,20 @@ def export_model(
     if format == "onnx":
         require_onnx()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     network = inference_network(model)
     inputs = example_inputs(size)
-    try:
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracers' notes on shapes turned constants
-            if format == "onnx":
-                _export_onnx(network, inputs, temporary, dynamic_batch)
-            else:
-                traced = torch.jit.trace(network, inputs, check_trace=False)
-                torch.jit.save(traced, str(temporary))
-        os.replace(temporary, out)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with (
+        atomic_output(out) as temporary,
+        torch.inference_mode(False),
+        torch.no_grad(),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")  # the tracers' notes on shapes turned constants
+        if format == "onnx":
+            _export_onnx(network, inputs, temporary, dynamic_batch)
+        else:
+            traced = torch.jit.trace(network, inputs, check_trace=False)
+            torch.jit.save(traced, str(temporary))
     return out
 
 

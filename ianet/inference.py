@@ -25,6 +25,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from ianet.atomic import atomic_output
 from ianet.data.dataset import FrameDataset
 from ianet.data.lists import Sample
 from ianet.errors import InputError
@@ -60,10 +61,8 @@ def to_8bit(saliency: Tensor) -> np.ndarray:
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    Image.fromarray(array).save(temporary, format="PNG")
-    os.replace(temporary, path)
+    with atomic_output(path, durable=False) as temporary:
+        Image.fromarray(array).save(temporary, format="PNG")
 
 
 def write_test_maps(

@@ -23,16 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, fx, nn
 from torch.fx.experimental.optimization import fuse
+from torchvision.transforms.v2 import functional as TF
 
-from ianet.checkpoints import load_checkpoint, unwrap
+from ianet.checkpoints import input_size, load_checkpoint, read_checkpoint, unwrap
+from ianet.device import resolve_device
 from ianet.errors import InputError
 from ianet.model import IANet
+from ianet.transforms import min_max, normalise, resize_pictures
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+PAPER_SIZE = 512
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 _INT8_ENGINES = ("x86", "qnnpack")
@@ -143,47 +144,15 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return PRECISIONS[precision]
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` means CUDA where available, else the CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resize_frames(frames: Tensor, size: tuple[int, int]) -> Tensor:
-    """uint8 BxHxWx3 -> float Bx3xhxw in [0, 255], PIL-equivalent bilinear resize.
-
-    On the CPU the uint8 kernel rounds as PIL does (equal to PIL's BILINEAR but for rare
-    off-by-one pixels); elsewhere the float result is not rounded (within 1 level of PIL).
-    """
-    pictures = frames.permute(0, 3, 1, 2)
-    if tuple(pictures.shape[-2:]) == size:
-        return pictures.float()
-    if pictures.device.type != "cpu":
-        pictures = pictures.float()
-    resized = F.interpolate(pictures, size=size, mode="bilinear", antialias=True)
-    return resized.float()
-
-
-def normalise(pictures: Tensor) -> Tensor:
-    """float Bx3xHxW in [0, 255] -> ImageNet-normalised Bx3xHxW."""
-    mean = torch.tensor(IMAGENET_MEAN, device=pictures.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=pictures.device).view(1, 3, 1, 1)
-    return (pictures / 255 - mean) / std
-
-
 def saliency_from_logits(logits: Tensor, size: tuple[int, int]) -> Tensor:
     """Bx1xhxw ``pred`` logits -> BxHxW float saliency in [0, 1] at ``size`` = (H, W).
 
     sigmoid, per-frame min-max ``(s - min) / (max - min + 1e-8)``, then a bilinear resize
     (antialiased when shrinking, like PIL's BILINEAR).
     """
-    s = torch.sigmoid(logits.float())
-    low = s.amin(dim=(1, 2, 3), keepdim=True)
-    high = s.amax(dim=(1, 2, 3), keepdim=True)
-    s = (s - low) / (high - low + 1e-8)
+    s = min_max(torch.sigmoid(logits.float()))
     if tuple(s.shape[-2:]) != size:
-        s = F.interpolate(s, size=size, mode="bilinear", antialias=True)
+        s = TF.resize(s, list(size), antialias=True)
     return s[:, 0].clamp_(0, 1)
 
 
@@ -192,7 +161,9 @@ class Predictor:
 
     Args:
         checkpoint: a checkpoint path, ``builtin:NAME``, a state dict or an IANet.
-        size: the square side the network reads (512 in the paper).
+        size: the square side the network reads; None: the size the weights were trained
+            at (``ianet.checkpoints.input_size``: 512 for the published weights, 160 for
+            the built-in lite model), 512 for a module.
         device: "cpu", "cuda", ... or None for CUDA where available.
         precision: "fp32", "fp16", "bf16", "auto" (see ``resolve_precision``) or, on the CPU,
             "int8": weights and activations quantized to 8 bits after calibration.
@@ -216,7 +187,7 @@ class Predictor:
     def __init__(
         self,
         checkpoint: str | os.PathLike | Mapping[str, Any] | nn.Module,
-        size: int = 512,
+        size: int | None = None,
         device: str | torch.device | None = None,
         precision: str = "fp32",
         batch_size: int = 8,
@@ -225,6 +196,15 @@ class Predictor:
         compile: bool | str = False,
         calibration_frames: int = 8,
     ) -> None:
+        name = None
+        if isinstance(checkpoint, nn.Module):  # the caller's module stays as it is
+            checkpoint = copy.deepcopy(unwrap(checkpoint))
+            size = size or PAPER_SIZE
+        else:
+            name = str(checkpoint) if not isinstance(checkpoint, Mapping) else None
+            if name is not None:
+                checkpoint = read_checkpoint(name)
+            size = size or input_size(checkpoint, name or "")
         if size < 32 or batch_size < 1 or calibration_frames < 1:
             raise InputError(
                 "Predictor: size must be >= 32, batch_size and calibration_frames >= 1 "
@@ -241,9 +221,7 @@ class Predictor:
         self.size = size
         self.batch_size = batch_size
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        if isinstance(checkpoint, nn.Module):  # the caller's module stays as it is
-            checkpoint = copy.deepcopy(unwrap(checkpoint))
-        model = load_checkpoint(checkpoint, device=self.device)
+        model = load_checkpoint(checkpoint, device=self.device, name=name)
         self.options = dict(model.options)
         self.calibration_left = 0
         if int8:
@@ -260,14 +238,14 @@ class Predictor:
         """Normalised Bx3xSxS network input from uint8 pictures; None (zero flow) -> zeros."""
         side = (self.size, self.size)
         if isinstance(pictures, Tensor):
-            batch = normalise(resize_frames(pictures.to(self.device, non_blocking=True), side))
+            batch = normalise(resize_pictures(pictures.to(self.device, non_blocking=True), side))
         else:
             batch = torch.zeros(count, 3, *side, device=self.device)
             listed = list(pictures or [None] * count)
             present = [i for i, picture in enumerate(listed) if picture is not None]
             for indices in _by_size([tuple(listed[i].shape[:2]) for i in present], present):
                 same = torch.stack([listed[i].to(self.device, non_blocking=True) for i in indices])
-                batch[indices] = normalise(resize_frames(same, side))
+                batch[indices] = normalise(resize_pictures(same, side))
         return batch.to(dtype=self.dtype, memory_format=self.memory_format)
 
     @torch.inference_mode()

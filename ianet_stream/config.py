@@ -29,7 +29,7 @@ from typing import Any, Literal, NamedTuple, Union, get_args, get_origin, get_ty
 import yaml
 
 from ianet_stream import registry
-from ianet_stream.errors import ConfigError
+from ianet_stream.errors import ConfigError, InputError
 from ianet_stream.stage import Stage
 
 TOP_LEVEL_KEYS = ("stages", "device", "batch")
@@ -482,21 +482,40 @@ def _batch(raw: dict[str, Any]) -> int:
     return batch
 
 
+def parse_size(
+    size: int | str, *, minimum: int = 1, short_side: bool = True
+) -> tuple[int, int] | int:
+    """A size option: ``"640x360"`` -> ``(640, 360)``; ``360`` or ``"360"`` -> ``360``, a
+    short side in pixels (only where ``short_side``). Raises ``ValueError`` naming the value
+    when it is neither, or smaller than ``minimum`` pixels."""
+    text = str(size).strip().lower()
+    expected = "WxH or a number of pixels for the short side" if short_side else "WxH"
+    match = re.fullmatch(r"(\d+)\s*x\s*(\d+)", text)
+    if match is not None:
+        parsed: tuple[int, int] | int = (int(match[1]), int(match[2]))
+    elif short_side and text.isdigit():
+        parsed = int(text)
+    else:
+        raise ValueError(f"size: expected {expected}, got {size!r}")
+    if min(parsed if isinstance(parsed, tuple) else (parsed,)) < max(minimum, 1):
+        raise ValueError(f"size: expected at least {max(minimum, 1)} pixels, got {size!r}")
+    return parsed
+
+
 def resolve_device(spec: PipelineSpec) -> str:
-    """``auto`` -> ``cuda:0`` when a stage needs torch and CUDA is there, else ``cpu``.
+    """The pipeline's device (``ianet.device.resolve_device``): ``auto`` -> ``cuda:0`` when
+    a stage needs torch and CUDA is there, else ``cpu``.
 
     Torch is imported only when a stage needs it; an unusable CUDA device is a ConfigError.
     """
     if spec.device == "cpu" or (spec.device == "auto" and not spec.needs_torch):
         return "cpu"
-    index = int(spec.device.partition(":")[2] or 0)
     if not spec.needs_torch:
-        return f"cuda:{index}"
-    import torch
+        return f"cuda:{int(spec.device.partition(':')[2] or 0)}"
+    from ianet.device import resolve_device as resolve_torch_device
 
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if spec.device == "auto":
-        return "cuda:0" if count else "cpu"
-    if index >= count:
-        raise ConfigError(f"device: {spec.device} requested but {count} CUDA device(s) found")
-    return f"cuda:{index}"
+    try:
+        device = resolve_torch_device(spec.device)
+    except InputError as error:
+        raise ConfigError(str(error)) from None
+    return str(device)

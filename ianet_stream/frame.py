@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class StreamInfo:
@@ -77,3 +79,13 @@ class StreamEnd:
     """Sent after a stream's last frame; stages flush that stream's state on it."""
 
     stream: str
+
+
+def to_numpy(picture: Any) -> np.ndarray:
+    """A picture or map as a numpy array: numpy as it is, a tensor (any device) downloaded.
+
+    Tensors are recognised by their ``cpu`` method, so this module never imports torch.
+    """
+    if hasattr(picture, "cpu"):
+        picture = picture.cpu().numpy()
+    return np.asarray(picture)

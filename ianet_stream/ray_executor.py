@@ -30,7 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from ianet_stream.errors import ConfigError, InputError
-from ianet_stream.pipeline import ClipJob, ClipResult, run_clip
+from ianet_stream.folder_runs import ClipJob, ClipResult, run_clip
 from ianet_stream.runner import STOP_SIGNALS, handling_signals
 
 INSTALL_HINT = "pip install 'ianet-stream[ray]'"

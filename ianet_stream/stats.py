@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,8 @@ from typing import Any, Literal, Protocol
 
 from rich import box
 from rich.table import Table
+
+from ianet.atomic import write_text
 
 Status = Literal["done", "interrupted", "aborted", "failed"]
 
@@ -271,7 +272,4 @@ def stats_table(summary: RunSummary) -> Table:
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
     """Write ``document`` to ``path`` through a temporary name (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    write_text(path, json.dumps(document, indent=2) + "\n")

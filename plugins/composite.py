@@ -15,15 +15,14 @@ from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageColor
 from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
 
 from ianet_stream.errors import InputError
 from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context, Stage
-
-from . import compositing
+from ianet_stream_plugins import composite_ops
 
 Mode = Literal["mask", "alpha", "blur", "replace", "highlight", "grid"]
 GridComposite = Literal["blur", "replace", "highlight"]
@@ -219,11 +218,14 @@ class Background:
         if self._picture is not None:
             size = (height, width)
             if size not in self._covers:
-                self._covers[size] = compositing.cover(self._picture, height, width)
+                self._covers[size] = composite_ops.cover(self._picture, height, width)
             return self._covers[size]
         pictures = [self._video(frame.stream).next() for frame in frames]
         return torch.cat(
-            [compositing.cover(_to_float_images([p], self.device), height, width) for p in pictures]
+            [
+                composite_ops.cover(_to_float_images([p], self.device), height, width)
+                for p in pictures
+            ]
         )
 
     def _video(self, stream: str) -> VideoLoop:
@@ -301,31 +303,31 @@ class Composite(Stage):
         image = _to_float_images([frame.image for frame in frames], self.device)
         height, width = image.shape[-2:]
         saliency = self._saliency(frames, height, width)
-        mask = compositing.soft_mask(saliency, self.options.threshold, self.options.feather)
+        mask = composite_ops.soft_mask(saliency, self.options.threshold, self.options.feather)
         mode = self.options.mode
         if mode == "mask":
-            return compositing.grey(mask)
+            return composite_ops.grey(mask)
         if mode == "alpha":
-            return compositing.alpha(image, mask)
+            return composite_ops.alpha(image, mask)
         if mode != "grid":
             return self._composite(mode, frames, image, mask)
         panels = [
             image,
             self._flow_images(frames, height, width),
-            compositing.grey(saliency),
+            composite_ops.grey(saliency),
             self._composite(self.options.grid_composite, frames, image, mask),
         ]
         labels = ["picture", "flow", "saliency", self.options.grid_composite]
-        return compositing.grid(panels, labels, self.options.grid_columns)
+        return composite_ops.grid(panels, labels, self.options.grid_columns)
 
     def _composite(self, mode: str, frames: list[Frame], image: Tensor, mask: Tensor) -> Tensor:
         options = self.options
         if mode == "blur":
-            return compositing.blur_background(image, mask, options.strength)
+            return composite_ops.blur_background(image, mask, options.strength)
         if mode == "replace":
             background = self._background.for_frames(frames, *image.shape[-2:])
-            return compositing.replace_background(image, mask, background)
-        return compositing.highlight(
+            return composite_ops.replace_background(image, mask, background)
+        return composite_ops.highlight(
             image,
             mask,
             style=options.style,
@@ -360,4 +362,4 @@ class Composite(Stage):
 
 
 def _resize(images: Tensor, height: int, width: int) -> Tensor:
-    return F.interpolate(images, size=(height, width), mode="bilinear", align_corners=False)
+    return TF.resize(images, [height, width], antialias=False)

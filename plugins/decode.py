@@ -46,6 +46,7 @@ import av
 import av.codec.hwaccel
 import numpy as np
 
+from ianet_stream.config import parse_size
 from ianet_stream.errors import InputError
 from ianet_stream.frame import Frame, StreamEnd, StreamInfo, StreamStart
 from ianet_stream.stage import Context, Emit, LiveOptions, Source
@@ -65,7 +66,6 @@ from ianet_stream_plugins.live import (
     webcam_input,
 )
 from ianet_stream_plugins.multiplex import Multiplexer
-from ianet_stream_plugins.video import parse_size
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,7 @@ def _synthetic_video(uri: str) -> tuple[Any, int]:
             )
         keys[key] = value
     try:
-        size = parse_size(keys["size"])
-        if not isinstance(size, tuple):
-            raise ValueError(f"size: expected WxH, got {keys['size']!r}")
+        size = parse_size(keys["size"], short_side=False)
         if keys["preset"] not in PRESETS:
             raise ValueError(f"preset: expected one of {', '.join(PRESETS)}")
         frames = None if keys["frames"] is None else int(keys["frames"])

@@ -31,11 +31,10 @@ import av
 import numpy as np
 
 from ianet_stream.errors import ConfigError, InputError
-from ianet_stream.frame import Frame, StreamInfo
+from ianet_stream.frame import Frame, StreamInfo, to_numpy
+from ianet_stream.outputs import PendingOutputs
 from ianet_stream.stage import Context, Stage
 from ianet_stream.uris import redact
-
-from .video import PendingOutputs, to_numpy
 
 log = logging.getLogger(__name__)
 

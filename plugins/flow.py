@@ -18,15 +18,16 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
 
 from ianet.flow import FlowEstimator, flow_to_image
 from ianet.flow.estimate import estimate_streams
 from ianet.flow.raft import load_raft
+from ianet.transforms import resize_flow
+from ianet_stream.config import parse_size
 from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context, Stage
-from ianet_stream_plugins.video import parse_size
 
 _MIN_SIZE = 16
 
@@ -135,7 +136,7 @@ class Flow(Stage):
         colours = colours.split([len(run) for run in runs])
         for run, pictures, result, colour in zip(runs, images, results, colours, strict=True):
             height, width = pictures.shape[1:3]
-            flow = resize_flow(result.flow, height, width)
+            flow = resize_flow(result.flow, (height, width))
             flow_images = resize_images(colour, (height, width))
             for i, frame in enumerate(run):
                 frame.image = pictures[i]
@@ -171,9 +172,7 @@ def parse_working_size(size: int | str | None) -> int | tuple[int, int] | None:
     """The ``size`` option: a short side (int), a ``WxH`` grid as (height, width), or None."""
     if size is None:
         return None
-    parsed = parse_size(size)
-    if min(parsed if isinstance(parsed, tuple) else (parsed,)) < _MIN_SIZE:
-        raise ValueError(f"size: expected at least {_MIN_SIZE} pixels, got {size}")
+    parsed = parse_size(size, minimum=_MIN_SIZE)
     return parsed[::-1] if isinstance(parsed, tuple) else parsed
 
 
@@ -191,19 +190,9 @@ def working_size(
 
 
 def resize_images(images: Tensor, size: tuple[int, int]) -> Tensor:
-    """BxHxWx3 uint8 resized to ``size`` (antialiased bilinear); unchanged at that size."""
+    """BxHxWx3 uint8 resized to ``size`` (antialiased bilinear, uint8 throughout);
+    unchanged at that size."""
     if tuple(images.shape[1:3]) == size:
         return images
-    planar = images.permute(0, 3, 1, 2).float()
-    resized = F.interpolate(planar, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return resized.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
-
-
-def resize_flow(flow: Tensor, height: int, width: int) -> Tensor:
-    """Bx2xhxw flow in pixels resized to HxW, the displacements scaled with the grid."""
-    small_height, small_width = flow.shape[-2:]
-    if (small_height, small_width) == (height, width):
-        return flow
-    resized = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False)
-    scale = torch.tensor([width / small_width, height / small_height], device=flow.device)
-    return resized * scale.view(1, 2, 1, 1)
+    resized = TF.resize(images.permute(0, 3, 1, 2), list(size), antialias=True)
+    return resized.permute(0, 2, 3, 1).contiguous()

@@ -16,10 +16,9 @@ import numpy as np
 from PIL import Image
 
 from ianet_stream.errors import ConfigError
-from ianet_stream.frame import Frame, StreamInfo
+from ianet_stream.frame import Frame, StreamInfo, to_numpy
+from ianet_stream.outputs import PendingOutputs
 from ianet_stream.stage import Context, Stage
-
-from .video import PendingOutputs, to_numpy
 
 
 def mask_image(values: Any) -> np.ndarray:
@@ -53,6 +52,9 @@ class MasksOptions:
             raise ValueError("path: expected a folder")
 
 
+WRITER = "the masks sink"  # marks its folders: a later run replaces them, no other folder
+
+
 class Masks(Stage):
     """Writes each frame's saliency map (or ground-truth mask) as an 8-bit PNG."""
 
@@ -72,7 +74,8 @@ class Masks(Stage):
         self._outputs = PendingOutputs()
 
     def start_stream(self, info: StreamInfo) -> None:
-        folder = self._outputs.reserve(Path(self.options.path) / info.name)
+        final = Path(self.options.path) / info.name
+        folder = self._outputs.reserve(final, writer=WRITER)
         folder.mkdir()
         self._folders[info.id] = folder
 

@@ -22,10 +22,8 @@ import numpy as np
 from PIL import Image
 
 from ianet_stream.errors import ConfigError
-from ianet_stream.frame import Frame, StreamInfo
+from ianet_stream.frame import Frame, StreamInfo, to_numpy
 from ianet_stream.stage import Context, Stage
-
-from .video import to_numpy
 
 NO_DISPLAY = "preview: no display (DISPLAY/WAYLAND_DISPLAY unset); use encode or masks instead"
 

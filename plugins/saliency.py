@@ -18,18 +18,16 @@ import functools
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 
 from ianet import Predictor
-from ianet.checkpoints import read_checkpoint
 from ianet_stream.frame import Frame
 from ianet_stream.stage import Context, Stage
 
 _MIN_SIZE = 64
 DEFAULT_CHECKPOINT = "builtin:ianet-lite-synthetic"
-PAPER_SIZE = 512
 
 
 @dataclass
@@ -47,7 +45,7 @@ class SaliencyOptions:
         default=None,
         metadata={
             "help": "the model's input size (frames resized to size x size); none: the size "
-            f"the checkpoint was trained at, else {PAPER_SIZE}"
+            "the weights were trained at (160 built-in, 512 published)"
         },
     )
     precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = field(
@@ -124,14 +122,7 @@ def _cached_predictor(
     checkpoint: str, version: tuple[int, int] | None, size: int | None, device: str,
     precision: str, batch: int,
 ) -> Predictor:  # fmt: skip
-    weights = read_checkpoint(checkpoint)
-    return Predictor(
-        weights,
-        size=size or trained_size(weights) or PAPER_SIZE,
-        device=device,
-        precision=precision,
-        batch_size=batch,
-    )
+    return Predictor(checkpoint, size=size, device=device, precision=precision, batch_size=batch)
 
 
 def shared_predictor(
@@ -150,10 +141,3 @@ def _file_version(checkpoint: str) -> tuple[int, int] | None:
     except OSError:
         return None  # builtin:NAME, or a missing file (read_checkpoint names the problem)
     return status.st_mtime_ns, status.st_size
-
-
-def trained_size(checkpoint: dict[str, Any]) -> int | None:
-    """The input size a checkpoint of ours was trained at (None for reference checkpoints)."""
-    config = checkpoint.get("meta", {}).get("train_config", {})
-    size = config.get("size") if isinstance(config, dict) else None
-    return size if isinstance(size, int) else None

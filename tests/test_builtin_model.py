@@ -12,11 +12,9 @@ import torch
 from PIL import Image
 
 from ianet import Predictor
-from ianet.checkpoints import read_checkpoint
 from ianet.data.lists import read_list
 from ianet.data.synthetic import PRESETS, write_dataset
 from ianet.metrics.measures import s_measure
-from ianet_stream_plugins.saliency import trained_size
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +46,7 @@ def test_the_demo_model_finds_a_tracked_object_that_motion_alone_misses(
 ) -> None:
     rows = [row for row in read_list(tracking_clips / "test.txt") if row.flow is not None]
     masks = [torch.from_numpy(np.array(Image.open(row.gt))) for row in rows]
-    checkpoint = read_checkpoint("builtin:ianet-lite-synthetic")
-    predictor = Predictor(checkpoint, size=trained_size(checkpoint))
+    predictor = Predictor("builtin:ianet-lite-synthetic")  # at its trained size, 160
     model = [predictor(_read(row.image)[None], _read(row.flow)[None])[0] for row in rows]
     motion = []
     for row in rows:

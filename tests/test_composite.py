@@ -13,7 +13,7 @@ from PIL import Image
 from ianet.errors import InputError
 from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context
-from ianet_stream_plugins import compositing
+from ianet_stream_plugins import composite_ops
 from ianet_stream_plugins.composite import Composite, CompositeOptions
 
 HEIGHT, WIDTH = 48, 64
@@ -52,10 +52,10 @@ def frame(index: int = 0, picture: np.ndarray | None = None, stream: str = "clip
 
 def test_soft_mask_thresholds_then_feathers():
     saliency = torch.linspace(0, 1, WIDTH).expand(1, 1, HEIGHT, WIDTH)
-    hard = compositing.soft_mask(saliency, threshold=0.5, feather=0)
+    hard = composite_ops.soft_mask(saliency, threshold=0.5, feather=0)
     assert set(hard.unique().tolist()) == {0.0, 1.0}
     assert hard[0, 0, 0, : WIDTH // 2].sum() == 0 and hard[0, 0, 0, WIDTH // 2 + 1 :].min() == 1
-    feathered = compositing.soft_mask(saliency, threshold=0.5, feather=3)
+    feathered = composite_ops.soft_mask(saliency, threshold=0.5, feather=3)
     edge = feathered[0, 0, HEIGHT // 2]
     assert 0.3 < edge[WIDTH // 2] < 0.7
     assert edge[0] == 0 and edge[-1] == pytest.approx(1)
@@ -66,7 +66,7 @@ def test_large_blur_matches_a_full_resolution_one_away_from_the_borders():
     import kornia
 
     picture = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(0))
-    blurred = compositing.gaussian_blur(picture, 12.0)
+    blurred = composite_ops.gaussian_blur(picture, 12.0)
     reference = kornia.filters.gaussian_blur2d(picture, 73, (12.0, 12.0), border_type="replicate")
     difference = (blurred - reference)[..., 24:-24, 24:-24].abs().amax()
     assert difference < 2 / 255
@@ -159,8 +159,8 @@ def test_highlight_desaturates_and_tints():
 
 def test_grid_lays_out_labelled_panels():
     panels = [torch.full((2, 3, HEIGHT, WIDTH), value) for value in (0.2, 0.4, 0.6, 0.8)]
-    mosaic = compositing.grid(panels, ["picture", "flow", "saliency", "blur"], columns=2)
-    strip = compositing.label_height(WIDTH)
+    mosaic = composite_ops.grid(panels, ["picture", "flow", "saliency", "blur"], columns=2)
+    strip = composite_ops.label_height(WIDTH)
     assert strip >= 12 and strip % 2 == 0
     assert mosaic.shape == (2, 3, 2 * (strip + HEIGHT), 2 * WIDTH + 2)
     cell = strip + HEIGHT
@@ -168,7 +168,7 @@ def test_grid_lays_out_labelled_panels():
     assert torch.allclose(mosaic[:, :, cell + strip :, WIDTH + 2 :], panels[3])
     label = mosaic[0, 0, :strip, :WIDTH]
     assert label.amax() > 0.8 and (label > 0.5).float().mean() > 0.02  # text is drawn
-    row = compositing.grid(panels, ["a", "b", "c", "d"], columns=4)
+    row = composite_ops.grid(panels, ["a", "b", "c", "d"], columns=4)
     assert row.shape == (2, 3, strip + HEIGHT, 4 * WIDTH + 6)
 
 
@@ -176,7 +176,7 @@ def test_grid_stage_shows_picture_white_flow_map_and_composite():
     first, second = frame(0), frame(1)
     second.flow_image = torch.zeros(HEIGHT, WIDTH, 3, dtype=torch.uint8)
     outputs = run_stage([first, second], mode="grid", grid_composite="blur")
-    strip = compositing.label_height(WIDTH)
+    strip = composite_ops.label_height(WIDTH)
     cell = strip + HEIGHT
     for source in outputs:
         assert source.output.shape == (2 * cell, 2 * WIDTH + 2, 3)

@@ -10,10 +10,11 @@ from torch.utils.data import default_collate
 from torchvision import transforms
 
 from ianet.data.augment import Augment, flip_flow_image
-from ianet.data.dataset import IMAGENET_MEAN, IMAGENET_STD, TripletDataset, normalise_batch
+from ianet.data.dataset import TripletDataset, normalise_batch
 from ianet.data.lists import Sample, read_list
 from ianet.data.synthetic import write_dataset
 from ianet.flow import flow_to_image
+from ianet.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 @pytest.fixture(scope="module")

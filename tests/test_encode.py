@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from test_decode import VFR_TIMES_MS, decode, feed, write_clip
 
+from ianet.atomic import temporary_name
 from ianet_stream.errors import ConfigError
 from ianet_stream.frame import Frame
 from ianet_stream.stage import Context
 from ianet_stream_plugins.encode import Encode, EncodeOptions
-from ianet_stream_plugins.video import temporary_name
 
 
 def encode(messages: list, path: str, context: Context | None = None, **options) -> None:

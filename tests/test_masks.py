@@ -9,10 +9,11 @@ import pytest
 from PIL import Image
 from test_decode import decode, feed
 
-from ianet_stream.errors import ConfigError
+from ianet.atomic import written_by
+from ianet_stream.errors import ConfigError, InputError
 from ianet_stream.frame import Frame, StreamEnd, StreamInfo, StreamStart
 from ianet_stream.stage import Context
-from ianet_stream_plugins.masks import Masks, MasksOptions
+from ianet_stream_plugins.masks import WRITER, Masks, MasksOptions
 
 
 def write_masks(messages: list, path: Path, context: Context | None = None) -> None:
@@ -40,8 +41,9 @@ def test_saliency_is_written_as_rounded_8_bit(tmp_path: Path) -> None:
     ramp = np.linspace(0, 1, 7 * 5, dtype=np.float32).reshape(5, 7)
     maps = [ramp, 1 - ramp, np.full((5, 7), 0.5, np.float32)]
     write_masks(saliency_stream(maps), tmp_path)
-    files = sorted((tmp_path / "clip").iterdir())
+    files = sorted((tmp_path / "clip").glob("*.png"))
     assert [p.name for p in files] == ["00000.png", "00001.png", "00002.png"]
+    assert written_by(tmp_path / "clip") == WRITER  # a later run may replace it
     for path, values in zip(files, maps, strict=True):
         assert np.array_equal(read(path), np.rint(values * 255).astype(np.uint8))
     assert read(files[0])[0, 0] == 0 and read(files[0])[-1, -1] == 255
@@ -88,5 +90,16 @@ def test_failed_run_leaves_no_folder(tmp_path: Path) -> None:
 def test_a_rerun_replaces_the_stream_folder(tmp_path: Path) -> None:
     write_masks(saliency_stream([np.ones((4, 4), np.float32)] * 3), tmp_path)
     write_masks(saliency_stream([np.zeros((4, 4), np.float32)]), tmp_path)
-    assert [p.name for p in (tmp_path / "clip").iterdir()] == ["00000.png"]
+    assert [p.name for p in (tmp_path / "clip").glob("*.png")] == ["00000.png"]
     assert read(tmp_path / "clip" / "00000.png").max() == 0
+
+
+def test_a_folder_it_did_not_write_is_never_replaced(tmp_path: Path) -> None:
+    own = tmp_path / "clip"
+    own.mkdir()
+    (own / "00000.png").write_bytes(b"a user's ground truth")
+    with pytest.raises(InputError, match="clip: already exists and is not an output of the masks"):
+        write_masks(saliency_stream([np.zeros((4, 4), np.float32)]), tmp_path)
+    assert [p.name for p in own.iterdir()] == ["00000.png"]
+    assert (own / "00000.png").read_bytes() == b"a user's ground truth"
+    assert [p.name for p in tmp_path.iterdir()] == ["clip"]  # no temporary left

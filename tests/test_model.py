@@ -212,5 +212,5 @@ def test_backbone_weights_auto_offline_names_the_file(offline_torch_hub):
 
 
 def test_backbone_weights_missing_file(tmp_path):
-    with pytest.raises(InputError, match=r"nothing\.pth: checkpoint not found"):
+    with pytest.raises(InputError, match=r"nothing\.pth: ImageNet weights file not found"):
         IANet("lite", backbone_weights=tmp_path / "nothing.pth")

@@ -10,13 +10,8 @@ from test_model import scramble
 
 from ianet.errors import InputError
 from ianet.model import IANet
-from ianet.predictor import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Predictor,
-    resize_frames,
-    saliency_from_logits,
-)
+from ianet.predictor import Predictor, saliency_from_logits
+from ianet.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_pictures
 
 SIZE = 48
 
@@ -121,7 +116,7 @@ def test_postprocessing_by_hand():
 def test_preprocessing_resize_equals_pil():
     picture = frames(1, 123, 211, seed=9)
     for size in ((64, 64), (300, 300)):  # shrinking (antialiased) and enlarging
-        ours = resize_frames(picture, size)[0].permute(1, 2, 0).numpy()
+        ours = resize_pictures(picture, size)[0].permute(1, 2, 0).numpy()
         pil = Image.fromarray(picture[0].numpy()).resize(size[::-1], Image.BILINEAR)
         difference = np.abs(ours - np.asarray(pil, dtype=np.float32))
         assert difference.max() <= 1 and difference.mean() < 0.05

@@ -17,7 +17,7 @@ import av
 import pytest
 
 from ianet_stream.cli import main
-from ianet_stream.pipeline import read_clip_list
+from ianet_stream.folder_runs import read_clip_list
 
 PASSTHROUGH = "stages:\n  - decode: {}\n  - encode: {codec: libx264, preset: veryfast}\n"
 SLOW_ENCODE = "stages:\n  - decode: {}\n  - encode: {codec: libx264, preset: veryslow}\n"
@@ -115,7 +115,7 @@ def test_without_ray_the_ray_executor_says_how_to_install_it(tmp_path, clips, mo
 
 def test_the_cli_does_not_import_ray_unless_the_ray_executor_runs():
     code = (
-        "import sys; import ianet_stream.commands.run, ianet_stream.pipeline, "
+        "import sys; import ianet_stream.commands.run, ianet_stream.folder_runs, "
         "ianet_stream.ray_executor; sys.exit('ray' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

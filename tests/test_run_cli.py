@@ -182,7 +182,7 @@ def test_the_full_pipeline_writes_the_video_and_the_masks(tmp_path):
     code = main(["run", str(config), "--input", graph, "--output", str(output), "--quiet"])
     assert code == 0
     assert len(read_frames(str(output))) == 4
-    pngs = sorted((maps / "lavfi").iterdir())
+    pngs = sorted((maps / "lavfi").glob("*.png"))
     assert [png.name for png in pngs] == [f"{i:05d}.png" for i in range(4)]
     with Image.open(pngs[-1]) as mask:
         assert (mask.mode, mask.size) == ("L", (64, 48))

@@ -24,9 +24,7 @@ from torch.utils.data import Dataset
 
 from ianet.data.augment import Augment, crop_box, flip_flow_image, jitter_colour
 from ianet.data.lists import Sample
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ianet.transforms import normalise
 
 Box = tuple[float, float, float, float]
 
@@ -53,13 +51,6 @@ def _chw(image: Image.Image | np.ndarray) -> Tensor:
     if array.ndim == 2:
         array = array[..., None]
     return torch.from_numpy(array.transpose(2, 0, 1).copy())
-
-
-def normalise(images: Tensor) -> Tensor:
-    """Bx3xHxW uint8 -> float32 scaled to [0, 1] and normalised with ImageNet's mean and std."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    return (images.float().div(255) - mean) / std
 
 
 def normalise_batch(batch: dict[str, Tensor], device: torch.device | str) -> tuple[Tensor, ...]:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ianet.atomic import atomic_output, write_bytes
 from ianet.errors import InputError
 
 FLO_MAGIC = 202021.25
@@ -30,18 +31,12 @@ def _as_array(flow: Tensor | np.ndarray) -> np.ndarray:
     return flow
 
 
-def _replace(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)
-
-
 def write_flo(path: str | os.PathLike, flow: Tensor | np.ndarray) -> None:
     """Write a 2xHxW flow (pixels, x then y) as a Middlebury ``.flo`` file."""
     array = _as_array(flow)
     header = np.array([(FLO_MAGIC, array.shape[2], array.shape[1])], dtype=_HEADER)
     body = np.ascontiguousarray(array.transpose(1, 2, 0), dtype="<f4")
-    _replace(Path(path), header.tobytes() + body.tobytes())
+    write_bytes(path, header.tobytes() + body.tobytes())
 
 
 def read_flo(path: str | os.PathLike) -> Tensor:
@@ -70,9 +65,8 @@ def write_flow(path: str | os.PathLike, flow: Tensor | np.ndarray) -> None:
     if path.suffix == ".flo":
         write_flo(path, flow)
     elif path.suffix == ".npy":
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-        np.save(temporary, _as_array(flow))
-        temporary.replace(path)
+        with atomic_output(path) as temporary:
+            np.save(temporary, _as_array(flow))
     else:
         raise ValueError(f"{path}: flow files end in .flo or .npy")
 

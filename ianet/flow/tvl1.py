@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ianet.transforms import resize_flow
+
 _MIN_LEVEL_SIZE = 16  # the coarsest pyramid level keeps at least this many pixels per side
 _EPSILON = 1e-6
 
@@ -227,15 +229,6 @@ def warp(images: Tensor, flow: Tensor, grid: Tensor) -> tuple[Tensor, Tensor]:
     return warped, inside
 
 
-def _resize_flow(flow: Tensor, size: tuple[int, int]) -> Tensor:
-    """Resize a Bx2xhxw flow field to size (H, W), scaling the vectors with the grid."""
-    height, width = flow.shape[-2:]
-    if (height, width) == tuple(size):
-        return flow
-    resized = F.interpolate(flow, size=size, mode="bilinear", align_corners=False, antialias=True)
-    return torch.stack((resized[:, 0] * (size[1] / width), resized[:, 1] * (size[0] / height)), 1)
-
-
 def _pyramid(image: Tensor, levels: int) -> list[Tensor]:
     """Gaussian pyramid, finest first, with at most ``levels`` levels of at least 16 pixels."""
     height, width = image.shape[-2:]
@@ -313,10 +306,10 @@ def tvl1_flow(
         flow = init.to(first.dtype)
     for level in range(len(pyramid) - 1, finest - 1, -1):
         images = texture_part(pyramid[level], options)
-        flow = _resize_flow(flow, images.shape[-2:])
+        flow = resize_flow(flow, images.shape[-2:])
         warps = options.finest_warps if level == finest and options.finest_warps else options.warps
         flow = _refine(images[:batch], images[batch:], flow, options, warps)
-    return _resize_flow(flow, (height, width))
+    return resize_flow(flow, (height, width))
 
 
 def tvl1(prev: Tensor, next: Tensor, options: TVL1Options, init: Tensor | None = None) -> Tensor:

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
 
 from ianet.errors import InputError
 from ianet.metrics.accumulate import DatasetScores, SODAccumulator
@@ -150,9 +150,7 @@ def read_map(path: str | os.PathLike[str]) -> Tensor:
 
 def resize_map(pred: Tensor, size: tuple[int, int]) -> Tensor:
     """HxW uint8 map resized to ``size`` (bilinear, antialiased, rounded to 8 bits)."""
-    resized = F.interpolate(
-        pred[None, None].float(), size=size, mode="bilinear", align_corners=False, antialias=True
-    )
+    resized = TF.resize(pred[None, None].float(), list(size), antialias=True)
     return resized.round().clamp(0, 255).to(torch.uint8)[0, 0]
 
 

@@ -34,10 +34,12 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from ianet.atomic import atomic_output
 from ianet.checkpoints import check_state_dict, read_checkpoint, save_checkpoint, state_dict_of
 from ianet.data.augment import Augment
 from ianet.data.dataset import TripletDataset, normalise_batch
 from ianet.data.lists import Problem, Sample, load_lists
+from ianet.device import resolve_device
 from ianet.errors import InputError
 from ianet.model import IANet, IANetOutput
 from ianet.train.config import TrainConfig
@@ -121,15 +123,11 @@ class TrainingObserver:
         """Validation S-measure after epoch ``epoch`` (0-based); ``best``: new best."""
 
 
-def resolve_device(name: str, world: World) -> torch.device:
-    """``auto`` -> CUDA when present; under DDP on CUDA each process takes its local rank."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+def training_device(name: str, world: World) -> torch.device:
+    """``ianet.device.resolve_device``; under DDP on CUDA each process takes its local rank."""
+    device = resolve_device(name)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"device {name!r}: CUDA is not available")
-        if world.distributed and device.index is None:
+        if world.distributed and (name == "auto" or torch.device(name).index is None):
             device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     return device
@@ -144,10 +142,8 @@ class _CsvLog:
             with path.open(newline="") as file:
                 rows = list(csv.reader(file))
             kept = [row for row in rows[1:] if row and int(row[0]) <= resume_step]
-        temporary = path.with_name(f".{path.name}.tmp")
-        with temporary.open("w", newline="") as file:
+        with atomic_output(path) as temporary, temporary.open("w", newline="") as file:
             csv.writer(file).writerows([list(LOG_COLUMNS), *kept])
-        os.replace(temporary, path)
         self._file = path.open("a", newline="")
         self._writer = csv.writer(self._file)
 
@@ -447,7 +443,7 @@ def train(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        device = resolve_device(config.device, world)
+        device = training_device(config.device, world)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         samples, skipped = load_lists(train_lists, skip_bad_rows=skip_bad_rows)

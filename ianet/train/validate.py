@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 from ianet.data.dataset import normalise_batch
 from ianet.metrics import SODAccumulator
 from ianet.train.precision import autocast
+from ianet.transforms import min_max
 
 
 @torch.no_grad()
@@ -26,9 +27,6 @@ def validate(model: nn.Module, loader: DataLoader, device: torch.device, precisi
         image, flow, _ = normalise_batch(batch, device)
         with autocast(device, precision):
             logits = model(image, flow).pred
-        saliency = torch.sigmoid(logits.float())[:, 0]
-        low = saliency.amin(dim=(1, 2), keepdim=True)
-        high = saliency.amax(dim=(1, 2), keepdim=True)
-        saliency = (saliency - low) / (high - low + 1e-8)
+        saliency = min_max(torch.sigmoid(logits.float())[:, 0])
         accumulator.update(saliency, batch["gt"][:, 0].to(device) > 128)
     return accumulator.result()["all"].s_measure

@@ -85,17 +85,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _device(name: str) -> str:
-    import torch
+    from ianet.device import resolve_device
+    from ianet_stream.errors import ConfigError, InputError
 
-    from ianet_stream.errors import ConfigError
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
-        raise ConfigError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: no CUDA device is available")
-    return name
+    try:
+        return str(resolve_device(name))
+    except InputError as error:
+        raise ConfigError(f"--{error}") from None
 
 
 def _frames(args: argparse.Namespace) -> list[FramePair]:

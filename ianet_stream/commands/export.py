@@ -26,7 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument("--format", required=True, choices=("onnx", "torchscript", "weights"))
     parser.add_argument("--out", required=True, type=Path, metavar="FILE")
-    parser.add_argument("--size", type=int, default=512, help="input side in pixels (512)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        help="input side in pixels (default: the size the weights were trained at)",
+    )
     parser.add_argument(
         "--dynamic-batch", action="store_true", help="ONNX: let the batch dimension vary"
     )
@@ -35,11 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ianet.checkpoints import load_checkpoint, save_weights
+    from ianet.checkpoints import input_size, load_checkpoint, read_checkpoint, save_weights
     from ianet.export import export_model, require_onnx
     from ianet_stream.errors import ConfigError
 
-    if args.size < 32:
+    if args.size is not None and args.size < 32:
         raise ConfigError(f"--size {args.size}: must be at least 32")
     if args.format == "weights":
         out = save_weights(args.checkpoint, args.out)
@@ -48,10 +52,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.format == "onnx":
         require_onnx()
-    model = load_checkpoint(args.checkpoint)
+    checkpoint = read_checkpoint(args.checkpoint)
+    model = load_checkpoint(checkpoint, name=args.checkpoint)
+    size = args.size or input_size(checkpoint, args.checkpoint)
     out = export_model(
-        model, args.out, format=args.format, size=args.size, dynamic_batch=args.dynamic_batch
+        model, args.out, format=args.format, size=size, dynamic_batch=args.dynamic_batch
     )
     if not args.quiet:
-        console.print(f"wrote {out} ({args.format}, input {args.size}x{args.size})")
+        console.print(f"wrote {out} ({args.format}, input {size}x{size})")
     return 0

@@ -18,15 +18,14 @@ and beside them the lists, rows relative to ``OUT/<DATASET>``:
 - ``train.txt``, with masks only (training needs GT): the same rows.
 
 The first kept frame of a video has a two-column row (``img gt``, or ``img -``). Each video
-folder is written under a temporary name and renamed when complete; a video that fails is
-reported and the others go on (exit code 3).
+folder is written under a temporary name and renamed when complete (replacing the folder an
+earlier ``prepare`` wrote, never another one); a video that fails is reported and the
+others go on (exit code 3).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -37,6 +36,7 @@ from ianet_stream.console import console
 if TYPE_CHECKING:
     import numpy as np
 
+WRITER = "ianet-stream prepare"  # marks each video's folder: a later run replaces it
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts"}
 BATCH = 8  # frames per flow-estimator call
 DESCRIPTION = """\
@@ -85,14 +85,14 @@ class _Video:
 
     def __init__(self, video: Path, dataset: Path, masks: list[Path] | None, args) -> None:
         from ianet.flow import FlowEstimator
-        from ianet_stream.commands.synth import parse_size
+        from ianet_stream.commands.synth import frame_size
 
         self.video = video
         self.stem = video.stem
         self.final = dataset / self.stem
-        self.partial = dataset / f".{self.stem}.partial-{os.getpid()}"
+        self.partial = self.final
         self.masks = masks
-        self.size = parse_size(args.size) if args.size else None
+        self.size = frame_size(args.size) if args.size else None
         self.every = args.every
         self.device = args.device
         self.estimator = FlowEstimator(args.flow)
@@ -114,37 +114,37 @@ class _Video:
                     yield index, frame.to_ndarray(format="rgb24")
 
     def write(self, advance) -> None:
+        """Write the video's folder, replacing an earlier ``prepare`` output of it (and
+        refusing any other folder there)."""
+        from ianet.atomic import atomic_output
+
+        with atomic_output(self.final, writer=WRITER) as self.partial:
+            for kind in ("Imgs", "flow", *(("ground-truth",) if self.masks else ())):
+                (self.partial / kind).mkdir(parents=True)
+            self._write_frames(advance)
+
+    def _write_frames(self, advance) -> None:
         import numpy as np
         import torch
 
         from ianet.flow import flow_to_image
 
-        shutil.rmtree(self.partial, ignore_errors=True)
-        for kind in ("Imgs", "flow", *(("ground-truth",) if self.masks is not None else ())):
-            (self.partial / kind).mkdir(parents=True)
         count = 0
-        try:
-            frames = self._frames()
-            while batch := list(islice(frames, BATCH)):
-                pictures = [self._resize(picture) for _, picture in batch]
-                motion = self.estimator(torch.from_numpy(np.stack(pictures)).to(self.device))
-                images = flow_to_image(motion.flow).cpu().numpy()
-                for (index, _), picture, flow, valid in zip(
-                    batch, pictures, images, motion.valid, strict=True
-                ):
-                    self._write_frame(index, picture, flow if valid else None)
-                count += len(batch)
-                advance(len(batch))
-            if count == 0:
-                raise ValueError("no frames decoded")
-            if self.masks is not None and len(self.masks) != self.decoded:
-                raise ValueError(f"{len(self.masks)} masks for {self.decoded} frames")
-        except BaseException:
-            shutil.rmtree(self.partial, ignore_errors=True)
-            raise
-        if self.final.exists():
-            shutil.rmtree(self.final)
-        self.partial.rename(self.final)
+        frames = self._frames()
+        while batch := list(islice(frames, BATCH)):
+            pictures = [self._resize(picture) for _, picture in batch]
+            motion = self.estimator(torch.from_numpy(np.stack(pictures)).to(self.device))
+            images = flow_to_image(motion.flow).cpu().numpy()
+            for (index, _), picture, flow, valid in zip(
+                batch, pictures, images, motion.valid, strict=True
+            ):
+                self._write_frame(index, picture, flow if valid else None)
+            count += len(batch)
+            advance(len(batch))
+        if count == 0:
+            raise ValueError("no frames decoded")
+        if self.masks is not None and len(self.masks) != self.decoded:
+            raise ValueError(f"{len(self.masks)} masks for {self.decoded} frames")
 
     def _resize(self, picture: np.ndarray) -> np.ndarray:
         import numpy as np
@@ -180,9 +180,9 @@ class _Video:
 
 
 def _write_list(path: Path, rows: list[str]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(f"{row}\n" for row in rows))
-    os.replace(temporary, path)
+    from ianet.atomic import write_text
+
+    write_text(path, "".join(f"{row}\n" for row in rows))
 
 
 def _mask_files(masks: Path | None, stem: str) -> list[Path] | None:
@@ -198,10 +198,10 @@ def _mask_files(masks: Path | None, stem: str) -> list[Path] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn
 
+    from ianet.device import resolve_device
     from ianet.flow import METHODS
     from ianet_stream.cli import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
     from ianet_stream.errors import ConfigError
@@ -210,8 +210,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--every: expected an integer >= 1, got {args.every}")
     if args.flow not in METHODS:
         raise ConfigError(f"--flow: choose one of {', '.join(METHODS)}, got {args.flow!r}")
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.device = resolve_device(args.device)
     videos = _videos(args.videos)
     name = args.name or args.videos.resolve().name
     if not name or "/" in name or name.startswith("."):

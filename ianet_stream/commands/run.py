@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ianet_stream.config import PipelineSpec
-    from ianet_stream.pipeline import ClipResult
+    from ianet_stream.folder_runs import ClipResult
 
 EXIT_INTERRUPTED = 130
 DESCRIPTION = """\
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from ianet_stream.cli import EXIT_OK, EXIT_PARTIAL
     from ianet_stream.config import load_pipeline
     from ianet_stream.errors import ConfigError
-    from ianet_stream.pipeline import is_batch_input
+    from ianet_stream.folder_runs import is_batch_input
 
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs: expected an integer >= 1, got {args.jobs}")
@@ -164,7 +164,7 @@ def _run_one(args: argparse.Namespace, spec: PipelineSpec) -> int:
     if args.metrics_port is None:
         summary = run_pipeline(spec, quiet=args.quiet)
     else:
-        from ianet_stream.metrics import MetricsServer
+        from ianet_stream.prometheus import MetricsServer
 
         with MetricsServer(args.metrics_host, args.metrics_port) as metrics:
             if not args.quiet:
@@ -184,7 +184,7 @@ def _run_folder(args: argparse.Namespace, spec: PipelineSpec, folder: Path) -> l
     from rich.markup import escape
 
     from ianet_stream.console import console
-    from ianet_stream.pipeline import clips_table, folder_summary, plan_folder, run_folder
+    from ianet_stream.folder_runs import clips_table, folder_summary, plan_folder, run_folder
     from ianet_stream.stats import write_json
 
     executor = None

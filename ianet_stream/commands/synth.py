@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -83,17 +82,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``'320x192'`` -> ``(320, 192)``; a ConfigError names the option otherwise."""
+def frame_size(text: str) -> tuple[int, int]:
+    """``--size``: ``'320x192'`` -> ``(320, 192)``; a ConfigError names the option otherwise."""
+    from ianet_stream.config import parse_size
     from ianet_stream.errors import ConfigError
 
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if match is None:
-        raise ConfigError(f"--size: expected WIDTHxHEIGHT such as 320x192, got {text!r}")
-    width, height = int(match[1]), int(match[2])
-    if width < 32 or height < 32:
-        raise ConfigError(f"--size: width and height must be at least 32, got {text!r}")
-    return width, height
+    try:
+        return parse_size(text, minimum=32, short_side=False)  # type: ignore[return-value]
+    except ValueError as error:
+        raise ConfigError(f"--{error}") from None
 
 
 def scene_config(preset: str, overrides: Sequence[str]) -> SceneConfig:
@@ -154,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     from ianet_stream.console import console
     from ianet_stream.errors import ConfigError
 
-    size = parse_size(args.size)
+    size = frame_size(args.size)
     for option, value in (("--clips", args.clips), ("--frames", args.frames)):
         if value < 1:
             raise ConfigError(f"{option}: expected an integer >= 1, got {value}")

@@ -29,9 +29,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         dest="lists",
         help="a triplet list (repeat for several)",
     )
-    parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH")
+    parser.add_argument(
+        "--checkpoint", required=True, metavar="PATH", help="a checkpoint file or builtin:NAME"
+    )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR")
-    parser.add_argument("--size", type=int, default=512, help="network input size (512)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        help="network input size (default: the size the weights were trained at, as 'run' "
+        "uses: 160 for the built-in model, 512 for the published weights)",
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:N")
     parser.add_argument("--batch-size", type=int, default=8, help="frames per model call (8)")
     parser.add_argument(
@@ -91,16 +98,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ianet.data.lists import load_lists
+    from ianet.device import resolve_device
     from ianet.inference import check_outputs
     from ianet_stream.errors import ConfigError
 
-    if args.batch_size < 1 or args.workers < 0 or args.size < 32:
+    if args.batch_size < 1 or args.workers < 0 or (args.size is not None and args.size < 32):
         raise ConfigError("--batch-size must be >= 1, --workers >= 0 and --size >= 32")
     if args.threads is not None and args.threads < 1:
         raise ConfigError("--threads must be >= 1")
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(args.device)
     samples, skipped = load_lists(args.lists, require_gt=False, skip_bad_rows=args.skip_bad_rows)
     if not args.quiet:
         for problem in skipped:

@@ -1,0 +1,53 @@
+"""What goes into and comes out of the network: pure functions on tensors, on torchvision's ops.
+
+``normalise`` (ImageNet mean and std, the encoders' training statistics),
+``resize_pictures`` (PIL-equivalent antialiased bilinear resize of uint8 pictures, as the
+reference preprocessing), ``min_max`` (the reference test procedure's per-map
+normalisation) and ``resize_flow`` (a flow field on another grid, its vectors scaled).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalise(pictures: Tensor) -> Tensor:
+    """Bx3xHxW pictures in [0, 255] (uint8 or float) -> ImageNet-normalised float Bx3xHxW."""
+    return TF.normalize(pictures.float().div(255), IMAGENET_MEAN, IMAGENET_STD)
+
+
+def resize_pictures(frames: Tensor, size: tuple[int, int]) -> Tensor:
+    """uint8 BxHxWx3 -> float Bx3xhxw in [0, 255], PIL-equivalent bilinear resize.
+
+    On the CPU the uint8 kernel rounds as PIL does (equal to PIL's BILINEAR but for rare
+    off-by-one pixels); elsewhere the float result is not rounded (within 1 level of PIL).
+    """
+    pictures = frames.permute(0, 3, 1, 2)
+    if tuple(pictures.shape[-2:]) == tuple(size):
+        return pictures.float()
+    if pictures.device.type != "cpu":
+        pictures = pictures.float()
+    return TF.resize(pictures, list(size), antialias=True).float()
+
+
+def min_max(maps: Tensor, dims: tuple[int, ...] = (-2, -1)) -> Tensor:
+    """Each map scaled to [0, 1]: ``(s - min) / (max - min + 1e-8)`` over ``dims``."""
+    low = maps.amin(dim=dims, keepdim=True)
+    high = maps.amax(dim=dims, keepdim=True)
+    return (maps - low) / (high - low + 1e-8)
+
+
+def resize_flow(flow: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bx2xhxw flow in pixels -> Bx2xHxW at ``size`` = (H, W), the vectors scaled with the
+    grid (bilinear, antialiased when shrinking)."""
+    height, width = flow.shape[-2:]
+    if (height, width) == tuple(size):
+        return flow
+    resized = TF.resize(flow, list(size), antialias=True)
+    scale = torch.tensor([size[1] / width, size[0] / height], device=flow.device)
+    return resized * scale.view(1, 2, 1, 1).to(resized.dtype)
