@@ -205,9 +205,10 @@ def run_clip(
     except InputError as error:
         return ClipResult(job.clip, "failed", reason=str(error))
     status: ClipStatus = summary.status if summary.status in ("done", "failed") else "interrupted"
-    return ClipResult(
-        job.clip, status, summary.frames, summary.seconds, summary.error or "", summary.as_dict()
-    )
+    reason = summary.error or ""
+    if status == "done" and summary.frames == 0:
+        status, reason = "failed", "no frame came through; nothing was written"
+    return ClipResult(job.clip, status, summary.frames, summary.seconds, reason, summary.as_dict())
 
 
 def _run_here(jobs: Sequence[ClipJob], *, quiet: bool) -> Iterator[ClipResult]:

@@ -15,8 +15,8 @@ class StreamInfo:
     """A stream announced by a source before its first frame.
 
     ``id`` is unique within a run; ``name`` is what outputs are named after (the input
-    file's stem, ``webcam0``, ...). ``container`` is the open PyAV input container when
-    the source is a file (sinks may copy its audio); it is ``None`` otherwise.
+    file's stem, ``webcam0``, ...). ``audio`` is the path of a file whose audio belongs to
+    the stream (sinks may copy it); ``None`` for inputs read once (pipes, cameras).
     """
 
     id: str
@@ -27,7 +27,7 @@ class StreamInfo:
     rate: Fraction | None = None
     time_base: Fraction | None = None
     live: bool = False
-    container: Any = None
+    audio: str | None = None
 
 
 @dataclass(eq=False)

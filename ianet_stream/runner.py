@@ -30,6 +30,7 @@ flow through as at the end of the input and the outputs are kept.
 from __future__ import annotations
 
 import collections
+import logging
 import signal
 import threading
 import time
@@ -45,11 +46,14 @@ from ianet_stream.config import PipelineSpec, resolve_device
 from ianet_stream.console import console
 from ianet_stream.errors import InputError, QueueClosed
 from ianet_stream.frame import Frame, StreamEnd, StreamStart
-from ianet_stream.stage import Context, LiveOptions, Message, Source, Stage
+from ianet_stream.stage import Context, Liveness, LiveOptions, Message, Source, Stage
 from ianet_stream.stats import RunStats, RunSummary, StageStats, Status, status_line
 from ianet_stream.uris import redact, redact_text
 
+log = logging.getLogger(__name__)
+
 ABORT_GRACE_S = 3.0  # how long an abort waits for stages to close before giving up on them
+STOP_GRACE_S = 1.0  # how long a stopped source may stay blocked in a read before it is left
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -204,6 +208,10 @@ class _Runner:
         self._source_stopped = False
         self._open_streams: set[str] = set()
         self._source_clock = 0.0
+        self._emitting = threading.Lock()  # one message at a time into the first queue
+        self._input_ended = False
+        self._source_left = False
+        self._stopping_since: float | None = None
 
     def run(self, *, quiet: bool, signals: Sequence[signal.Signals]) -> RunSummary:
         threads = [threading.Thread(target=self._source_main, name="stage-0", daemon=True)]
@@ -237,18 +245,37 @@ class _Runner:
 
     def _wait(self, threads: list[threading.Thread], started: float, quiet: bool) -> None:
         live = None if quiet else Live(console=console, transient=True, refresh_per_second=4)
+        source = threads[0]
         with live or nullcontext():
-            while alive := [thread for thread in threads if thread.is_alive()]:
+            while alive := [t for t in threads if t.is_alive() and not self._left(t, source)]:
                 if self._aborted_at is not None and (
                     time.monotonic() - self._aborted_at > ABORT_GRACE_S
                 ):
                     return
+                stopped = self._stopping_since
+                if stopped is not None and time.monotonic() - stopped > STOP_GRACE_S:
+                    self._leave_source()
                 alive[0].join(0.1)
                 if live is not None:
                     line = status_line(self.stats, time.perf_counter() - started)
                     if self._stopping:
                         line += "  |  stopping (again to quit at once)"
                     live.update(Text(line))
+
+    def _left(self, thread: threading.Thread, source: threading.Thread) -> bool:
+        """Whether ``thread`` is a source left behind (blocked in a read after a stop)."""
+        return thread is source and self._source_left
+
+    def _leave_source(self) -> None:
+        """A stopped source still blocked in a read (a silent camera, a network read) is
+        left behind: its open streams are ended on its behalf and the input with them, so
+        every stage flushes and the outputs are complete; whatever it emits later is
+        refused."""
+        if self._source_left or self._input_ended:
+            return
+        self._source_left = True
+        log.warning("the input did not stop within %.0f s; finishing without it", STOP_GRACE_S)
+        threading.Thread(target=self._end_input, name="stage-0-end", daemon=True).start()
 
     def _source_main(self) -> None:
         spec = self.spec.stages[0]
@@ -273,9 +300,10 @@ class _Runner:
         finally:
             self._close(0)
 
-    def _go_live(self, live: LiveOptions | None) -> None:
+    def _go_live(self, liveness: Liveness) -> None:
         """Set the queues' policy for the source's input, before its first message."""
-        self.live = live
+        self.live = live = liveness.options
+        self.stats.liveness = liveness
         if live is not None and live.policy == "latest":
             self.max_age = live.max_latency_ms / 1000
             for queue in self.queues:
@@ -291,22 +319,31 @@ class _Runner:
             self._end_input()
 
     def _end_input(self) -> None:
-        """End the streams the source left open, then the input."""
-        for stream in sorted(self._open_streams):
-            self._emit(StreamEnd(stream))
-        self.queues[0].put(END_OF_INPUT)
+        """End the streams the source left open, then the input (once: by the source's
+        thread, or on its behalf when it was left behind)."""
+        with self._emitting:
+            if self._input_ended:
+                return
+            self._input_ended = True
+            for stream in sorted(self._open_streams):
+                self.queues[0].put(StreamEnd(stream))
+            self._open_streams.clear()
+            self.queues[0].put(END_OF_INPUT)
 
     def _emit(self, message: Message) -> None:
         now = time.perf_counter()
         is_frame = isinstance(message, Frame)
-        if isinstance(message, StreamStart):
-            self._open_streams.add(message.info.id)
-        elif isinstance(message, StreamEnd):
-            self._open_streams.discard(message.stream)
-        elif not is_frame:
-            raise TypeError(f"a source emitted {type(message).__name__}, not a message")
-        self.stats.stages[0].record(now - self._source_clock, int(is_frame))
-        self.queues[0].put(message)
+        with self._emitting:
+            if self._input_ended or self._source_left:
+                raise QueueClosed  # the input was ended without this source
+            if isinstance(message, StreamStart):
+                self._open_streams.add(message.info.id)
+            elif isinstance(message, StreamEnd):
+                self._open_streams.discard(message.stream)
+            elif not is_frame:
+                raise TypeError(f"a source emitted {type(message).__name__}, not a message")
+            self.stats.stages[0].record(now - self._source_clock, int(is_frame))
+            self.queues[0].put(message)
         self._source_clock = time.perf_counter()
 
     def _stage_main(self, index: int) -> None:
@@ -427,6 +464,7 @@ class _Runner:
             self._abort(keep_outputs=self.keep_interrupted and self.live is not None)
         else:
             self._stopping = True
+            self._stopping_since = time.monotonic()
             self._stop_source()
 
 

@@ -19,7 +19,8 @@ anything (see ``docs/architecture.md``, "The stage contract"):
   ``output_option`` (the option ``--output`` sets, and the one a folder run points at
   each clip's output); ``None`` when the stage has none.
 - a source's ``live()``: after ``open()``, whether the input is live and how it trades
-  completeness for freshness (``LiveOptions``), or ``None`` for a file-like input.
+  completeness for freshness (``Liveness``: ``LiveOptions``, or ``None`` for a file-like
+  input, and the reason, which the run's table shows).
 
 The runner drives each stage in its own thread:
 
@@ -46,7 +47,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from ianet_stream.frame import Frame, StreamEnd, StreamInfo, StreamStart
 
@@ -99,6 +100,19 @@ class LiveOptions:
     def __post_init__(self) -> None:
         if self.max_latency_ms <= 0:
             raise ValueError(f"max_latency_ms: expected > 0, got {self.max_latency_ms}")
+
+
+class Liveness(NamedTuple):
+    """What a source's input is: live (``options``, how it trades completeness for
+    freshness) or file-like (``options`` None: every frame processed), and why."""
+
+    options: LiveOptions | None
+    reason: str
+
+    @property
+    def policy(self) -> str:
+        """``latest``, ``all`` or ``file``, for tables and summaries."""
+        return "file" if self.options is None else self.options.policy
 
 
 @dataclass
@@ -178,10 +192,10 @@ class Source(Stage):
     provides: ClassVar[tuple[str, ...]] = ("image",)
     input_option: ClassVar[str | None] = None
 
-    def live(self) -> LiveOptions | None:
-        """After ``open()``: how this live input trades completeness for freshness, or
-        ``None`` for a file-like input (every frame processed, back-pressure)."""
-        return None
+    def live(self) -> Liveness:
+        """After ``open()``: whether the input is live and why (by default file-like:
+        every frame processed, back-pressure)."""
+        return Liveness(None, "a file-like input")
 
     def run(self, emit: Emit) -> None:
         """Emit messages until the input ends or ``stop`` is called."""

@@ -15,6 +15,7 @@ from rich import box
 from rich.table import Table
 
 from ianet.atomic import write_text
+from ianet_stream.stage import Liveness
 
 Status = Literal["done", "interrupted", "aborted", "failed"]
 
@@ -154,6 +155,7 @@ class RunStats:
 
     stages: list[StageStats]
     latency: LatencyLog = field(default_factory=LatencyLog)
+    liveness: Liveness | None = None  # the source's, once it is open
 
     @property
     def frames(self) -> int:
@@ -208,6 +210,8 @@ class RunSummary:
             "fps": round(self.fps, 2),
             "drops": self.stats.drops,
             "reconnects": self.stats.reconnects,
+            "policy": None if self.stats.liveness is None else self.stats.liveness.policy,
+            "policy_reason": None if self.stats.liveness is None else self.stats.liveness.reason,
             "latency_ms": {
                 "p50": round(latency.percentile_ms(50), 3),
                 "p95": round(latency.percentile_ms(95), 3),
@@ -232,6 +236,8 @@ def stats_table(summary: RunSummary) -> Table:
     """The end-of-run table, one row per stage; the totals above and below it."""
     latency, totals = summary.stats.latency, summary.stats
     caption = f"drops {totals.drops}, reconnects {totals.reconnects}"
+    if totals.liveness is not None:
+        caption += f"; policy {totals.liveness.policy} ({totals.liveness.reason})"
     if latency.count:
         caption = (
             f"latency (capture to last stage) p50 {latency.percentile_ms(50):.1f} ms, "

@@ -19,8 +19,9 @@ VIDEO_EXTENSIONS = frozenset(
 )
 NETWORK_SCHEMES = frozenset(
     {"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"}
+    | {"ftp", "ftps", "sftp", "mms", "mmsh", "rtmpt", "rtmpte", "rtmpe", "rtmpts"}
 )
-_SECRET_QUERY_KEYS = re.compile(r"pass|token|key|secret|auth|sig", re.IGNORECASE)
+_SECRET_QUERY_KEYS = re.compile(r"pass|pwd|token|key|secret|auth|sig|cred", re.IGNORECASE)
 
 Kind = Literal["stdio", "lavfi", "synthetic", "webcam", "network", "folder", "file"]
 
@@ -65,22 +66,29 @@ def parse_uri(raw: str) -> Uri:
 
 
 def redact(uri: str) -> str:
-    """``uri`` with passwords and secret query values replaced by ``***`` (for messages)."""
-    parts = urlsplit(uri)
-    if parts.scheme.lower() not in NETWORK_SCHEMES:
+    """``uri`` with its credentials replaced by ``***`` (for messages): a password
+    (``user:***@host``), a user name given alone (often a token: ``***@host``) and the
+    values of secret-looking query keys (``?token=***``, ``password``, ``key``...)."""
+    if "://" not in uri:
+        return uri
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
         return uri
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
         user, has_password, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{host}" if has_password else netloc
-    query = urlencode(
-        [
-            (key, "***" if _SECRET_QUERY_KEYS.search(key) else value)
-            for key, value in parse_qsl(parts.query, keep_blank_values=True)
-        ],
-        safe="*",
-    )
+        netloc = f"{user}:***@{host}" if has_password else f"***@{host}"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    secret = any(_SECRET_QUERY_KEYS.search(key) for key, _ in pairs)
+    if netloc == parts.netloc and not secret:
+        return uri
+    if secret:
+        hidden = [(key, "***" if _SECRET_QUERY_KEYS.search(key) else value) for key, value in pairs]
+        query = urlencode(hidden, safe="*")
+    else:
+        query = parts.query
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

@@ -9,6 +9,7 @@ pipeline's device, one call per batch of equally sized frames.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
@@ -22,6 +23,7 @@ from torchvision.transforms.v2 import functional as TF
 from ianet_stream.errors import InputError
 from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context, Stage
+from ianet_stream.video import read_pictures
 from ianet_stream_plugins import composite_ops
 
 Mode = Literal["mask", "alpha", "blur", "replace", "highlight", "grid"]
@@ -142,41 +144,25 @@ class VideoLoop:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._container: Any = None
-        self._frames: Any = None
-
-    def _open(self) -> None:
-        import av
-
-        try:
-            self._container = av.open(str(self.path))
-        except (av.FFmpegError, OSError) as error:
-            raise InputError(f"{self.path}: not a picture or a video ({error})") from error
-        if not self._container.streams.video:
-            self.close()
-            raise InputError(f"{self.path}: no video stream in the background file")
-        self._container.streams.video[0].thread_type = "AUTO"
-        self._frames = self._container.decode(video=0)
+        self._pictures: Generator[tuple[int, np.ndarray]] | None = None
 
     def next(self) -> np.ndarray:
-        """The next frame as an HxWx3 uint8 RGB array."""
-        if self._container is None:
-            self._open()
-        frame = next(self._frames, None)
-        if frame is None:
-            self.close()
-            self._open()
-            frame = next(self._frames, None)
-        if frame is None:
+        """The next frame as an upright HxWx3 uint8 RGB array."""
+        if self._pictures is None:
+            self._pictures = read_pictures(self.path)
+        picture = next(self._pictures, None)
+        if picture is None:
+            self._pictures = read_pictures(self.path)
+            picture = next(self._pictures, None)
+        if picture is None:
             raise InputError(f"{self.path}: the background video has no frames")
-        return frame.to_ndarray(format="rgb24")
+        return picture[1]
 
     def close(self) -> None:
         """Release the file; the next call to ``next`` opens it again from the start."""
-        if self._container is not None:
-            self._container.close()
-        self._container = None
-        self._frames = None
+        if self._pictures is not None:
+            self._pictures.close()
+        self._pictures = None
 
 
 class Background:

@@ -31,7 +31,6 @@ the run and names that input, as with a single input (see ``multiplex.py``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import threading
@@ -49,19 +48,27 @@ import numpy as np
 from ianet_stream.config import parse_size
 from ianet_stream.errors import InputError
 from ianet_stream.frame import Frame, StreamEnd, StreamInfo, StreamStart
-from ianet_stream.stage import Context, Emit, LiveOptions, Source
+from ianet_stream.stage import Context, Emit, Liveness, LiveOptions, Source
 from ianet_stream.uris import parse_uri, redact
+from ianet_stream.video import (
+    DEFAULT_MAX_PIXELS,
+    MIN_SIDE,
+    PipeReader,
+    VideoReader,
+    describe_error,
+)
 from ianet_stream_plugins.live import (
     NETWORK_TIMEOUT_S,
     Reconnecting,
     ReconnectOptions,
     Timeline,
     check_camera,
+    combined,
     is_fifo,
+    liveness,
     network_options,
     paced,
     reconnects,
-    resolve_live,
     timeout_reason,
     webcam_input,
 )
@@ -70,27 +77,6 @@ from ianet_stream_plugins.multiplex import Multiplexer
 log = logging.getLogger(__name__)
 
 _HW_DEVICES = tuple(t.name for t in av.codec.hwaccel.HWDeviceType if t.name != "none")
-# A file whose last frame ends this much (seconds) before its announced duration is reported
-# as truncated.
-_TRUNCATION_TOLERANCE = 0.5
-
-
-def scaled_size(width: int, height: int, size: tuple[int, int] | int | None) -> tuple[int, int]:
-    """The picture size after scaling ``width x height`` to ``size``.
-
-    A single number is the short side; the long side keeps the aspect ratio, and both are
-    rounded to even numbers (what 4:2:0 video codecs need).
-    """
-    if size is None:
-        return width, height
-    if isinstance(size, tuple):
-        return size
-    scale = size / min(width, height)
-
-    def even(value: float) -> int:
-        return max(2, 2 * round(value / 2))
-
-    return even(width * scale), even(height * scale)
 
 
 def _synthetic_video(uri: str) -> tuple[Any, int]:
@@ -157,6 +143,17 @@ class DecodeOptions:
             "a webcam is asked for WxH"
         },
     )
+    autorotate: bool = field(
+        default=True,
+        metadata={"help": "turn frames upright by their rotation metadata (phone clips)"},
+    )
+    max_pixels: int | None = field(
+        default=DEFAULT_MAX_PIXELS,
+        metadata={
+            "help": "refuse frames larger than this many pixels (default 4K UHD); scale them "
+            "with size instead; none: no limit"
+        },
+    )
     hwaccel: str | None = field(
         default=None,
         metadata={"help": "hardware decoding, e.g. 'cuda'; falls back to software with a warning"},
@@ -164,9 +161,10 @@ class DecodeOptions:
     live: LiveOptions | bool | None = field(
         default=None,
         metadata={
-            "help": "true, false or {policy: latest|all, max_latency_ms}; none decides: cameras "
-            "and network streams keep the newest frames, stdin and named pipes lose none, "
-            "files are not live; live lavfi:/synthetic: inputs play at their frame rate"
+            "help": "true, false or {policy: latest|all, max_latency_ms}; none decides: cameras, "
+            "rtsp/rtmp/udp/srt and live HTTP streams keep the newest frames, stdin and named "
+            "pipes lose none, files (also over http) are not live; live lavfi:/synthetic: "
+            "inputs play at their frame rate"
         },
     )
     reconnect: ReconnectOptions = field(
@@ -202,27 +200,33 @@ class DecodeOptions:
         if self.fps is not None and self.fps <= 0:
             raise ValueError(f"fps: expected a positive rate, got {self.fps}")
         if self.size is not None:
-            parse_size(self.size)
+            parse_size(self.size, minimum=MIN_SIDE)
+        if self.max_pixels is not None and self.max_pixels < MIN_SIDE * MIN_SIDE:
+            raise ValueError(f"max_pixels: expected at least {MIN_SIDE * MIN_SIDE}")
         if self.hwaccel is not None and self.hwaccel not in _HW_DEVICES:
             raise ValueError(
                 f"hwaccel: expected one of {', '.join(_HW_DEVICES)}, got {self.hwaccel!r}"
             )
         if self.timeout_s <= 0:
             raise ValueError(f"timeout_s: expected seconds > 0, got {self.timeout_s}")
-        self.live = resolve_live(self.live, uris)
 
 
 class _Input:
-    """An open PyAV input: its container, video stream and what the stream is called."""
+    """An open PyAV input: its reader, what it is called, and how it is read."""
 
-    def __init__(self, uri: str, options: DecodeOptions) -> None:
+    def __init__(self, uri: str, options: DecodeOptions, stop: threading.Event) -> None:
         parsed = parse_uri(uri)
         self.uri, self.name = redact(uri), parsed.name  # messages never show credentials
-        self.is_file = parsed.kind == "file" and not is_fifo(uri)
         self.kind, self.reconnects = parsed.kind, reconnects(parsed)
-        source, format, settings, timeout = parsed.target, None, {}, 30.0
+        self.pipe = parsed.kind == "stdio" or (parsed.kind == "file" and is_fifo(uri))
+        self.is_file = parsed.kind == "file" and not self.pipe
+        size = parse_size(options.size) if options.size is not None else None
+        source: Any = parsed.target
+        format, settings, timeout = None, {}, None
         if parsed.kind == "stdio":
-            source = sys.stdin.buffer
+            source = PipeReader(sys.stdin.fileno(), "stdin", stop)
+        elif self.pipe:
+            source = PipeReader.open_fifo(uri, stop)
         elif parsed.kind == "lavfi":
             format = "lavfi"
         elif parsed.kind == "folder":
@@ -231,7 +235,6 @@ class _Input:
                 "(give the folder to 'ianet-stream run --input' to run one pipeline per clip)"
             )
         elif parsed.kind == "webcam":
-            size = parse_size(options.size) if options.size is not None else None
             source, format, settings = webcam_input(
                 parsed.target, options.pixel_format, size, options.fps
             )
@@ -240,39 +243,69 @@ class _Input:
         elif parsed.kind == "network":
             settings = network_options(uri, options.transport, options.timeout_s)
             timeout = options.timeout_s
-        elif self.is_file:
+        else:
             self._check_file(Path(uri))
-        hwaccel = options.hwaccel
-        accel = _hardware_decoder(hwaccel) if hwaccel else None
+        accel = _hardware_decoder(options.hwaccel) if options.hwaccel else None
         started = time.monotonic()
         try:
-            self.container = av.open(
-                source, "r", format=format, options=settings, hwaccel=accel, timeout=timeout
+            self.reader = VideoReader(
+                source,
+                self.uri,
+                format=format,
+                options=settings,
+                timeout=timeout,
+                hwaccel=accel,
+                start=options.start,
+                size=None if parsed.kind == "webcam" and isinstance(size, tuple) else size,
+                autorotate=options.autorotate,
+                max_pixels=options.max_pixels,
+                is_file=self.is_file,
             )
-        except av.error.FFmpegError as error:
-            reason = _describe(error)
-            if self.reconnects:
-                reason = timeout_reason(error, time.monotonic() - started, timeout) or reason
-            raise InputError(f"{self.uri}: {reason}") from None
-        videos = self.container.streams.video
-        if not videos:
-            kinds = ", ".join(sorted({s.type for s in self.container.streams})) or "none"
-            self.container.close()
-            raise InputError(f"{self.uri}: no video stream (streams: {kinds})")
-        self.stream = videos[0]
-        self.stream.thread_type = "AUTO"
-        if accel is not None and not self.stream.codec_context.is_hwaccel:
+        except InputError as error:
+            if self.reconnects and isinstance(error.__cause__, Exception):
+                reason = timeout_reason(error.__cause__, time.monotonic() - started, timeout)
+                if reason is not None:
+                    raise InputError(f"{self.uri}: {reason}") from None
+            raise
+        stream = self.reader.stream
+        if accel is not None and not stream.codec_context.is_hwaccel:
             log.warning(
                 "%s: no %s decoder for %s; decoding in software",
                 self.uri,
-                hwaccel,
-                self.stream.codec_context.name,
+                options.hwaccel,
+                stream.codec_context.name,
             )
+        if self.pipe:
+            self._check_pipe()
+
+    def _check_pipe(self) -> None:
+        """A pipe is read in one pass: say at once when its container needs seeking (an
+        mp4 whose index comes last), and that its audio is not kept."""
+        container = self.reader.container
+        if self.reader.first_frame() is None and self.reader.read_error is not None:
+            if "mp4" in container.format.name or "mov" in container.format.name:
+                raise InputError(
+                    f"{self.uri}: an mp4/mov whose index (moov) comes after the video cannot be "
+                    "read from a pipe; pipe a streamable container (ffmpeg -i clip.mp4 -f nut -) "
+                    "or an mp4 with its index first (ffmpeg -i clip.mp4 -c copy -movflags "
+                    "+faststart fixed.mp4)"
+                )
+            raise InputError(f"{self.uri}: {self.reader.read_error}")
+        if container.streams.audio:
+            log.warning("%s: its audio is not kept (audio is copied from files only)", self.uri)
+
+    @property
+    def duration(self) -> float | None:
+        """The input's announced duration in seconds (None: endless or unknown)."""
+        duration = self.reader.container.duration
+        return None if duration is None else duration / av.time_base
 
     @staticmethod
     def _check_file(path: Path) -> None:
         if not path.exists():
             raise InputError(f"{path}: no such file")
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder")
         if path.stat().st_size == 0:
             raise InputError(f"{path}: empty file")
 
@@ -283,24 +316,16 @@ def _hardware_decoder(device: str) -> av.codec.hwaccel.HWAccel | None:
     try:
         accel.create(av.Codec("h264", "r"))  # opens the device once: is it there?
     except (av.error.FFmpegError, NotImplementedError) as error:
-        log.warning("hwaccel %s unavailable (%s); decoding in software", device, _describe(error))
+        log.warning(
+            "hwaccel %s unavailable (%s); decoding in software", device, describe_error(error)
+        )
         return None
     return accel
 
 
-def _describe(error: Exception) -> str:
-    """A short reason from an FFmpeg error (its message without the file name)."""
-    reason = getattr(error, "strerror", None) or str(error)
-    reason = reason[:1].lower() + reason[1:]
-    if isinstance(error, av.error.InvalidDataError):
-        return f"not a video FFmpeg can read ({reason})"
-    if isinstance(error, av.error.ExitError):  # PyAV's timeout interrupted FFmpeg
-        return "timed out"
-    return reason
-
-
 class Decode(Source):
-    """Decodes one input to uint8 RGB frames with their timestamps."""
+    """Decodes one input (or several, one stream each) to uint8 RGB frames with their
+    timestamps."""
 
     name: ClassVar[str] = "decode"
     help: ClassVar[str] = (
@@ -318,19 +343,15 @@ class Decode(Source):
         synthetic = any(uri.startswith("synthetic:") for uri in uris)
         return frozenset({"image", "mask"} if synthetic else {"image"})
 
-    def live(self) -> LiveOptions | None:
-        return self.options.live
-
     def __init__(self, options: DecodeOptions, context: Context) -> None:
         super().__init__(options, context)
         self._stop = threading.Event()
         self._input: _Input | None = None
         self._synthetic: tuple[Any, int] | None = None
-        self._size = parse_size(options.size) if options.size is not None else None
+        self._liveness: Liveness | None = None
         self._inputs: Multiplexer | None = None  # a list of URIs: one Decode per input
         if isinstance(options.uri, list):
-            live = options.live or False  # resolved once, for every input
-            inputs = [Decode(replace(options, uri=uri, live=live), context) for uri in options.uri]
+            inputs = [Decode(replace(options, uri=uri), context) for uri in options.uri]
             self._inputs = Multiplexer(inputs, options.uri)
 
     def open(self) -> None:
@@ -340,13 +361,23 @@ class Decode(Source):
         elif self.options.uri.startswith("synthetic:"):
             self._synthetic = _synthetic_video(self.options.uri)
         else:
-            self._input = _Input(self.options.uri, self.options)
+            self._input = _Input(self.options.uri, self.options, self._stop)
+
+    def live(self) -> Liveness:
+        """Whether the input is live (``live.liveness``), decided once it is open."""
+        if self._liveness is None:
+            if self._inputs is not None:
+                self._liveness = combined([source.live() for source in self._inputs.sources])
+            else:
+                duration = self._input.duration if self._input is not None else None
+                self._liveness = liveness(self.options.live, self.options.uri, duration)
+        return self._liveness
 
     def close(self) -> None:
         if self._inputs is not None:
             self._inputs.close()
         if self._input is not None:
-            self._input.container.close()
+            self._input.reader.close()
             self._input = None
 
     def stop(self) -> None:
@@ -390,59 +421,56 @@ class Decode(Source):
         return count
 
     def _run_input(self, source: _Input, emit: Emit) -> None:
-        stream = source.stream
-        options = self.options
+        reader, options = source.reader, self.options
+        live = self.live().options
         resample = options.fps and source.kind != "webcam"  # a webcam was asked for the rate
         rate = Fraction(options.fps).limit_denominator(1001) if resample else None
-        width, height = scaled_size(
-            stream.codec_context.width, stream.codec_context.height, self._size
-        )
+        first = reader.first_frame()
+        width, height = reader.picture_size(first) if first is not None else (0, 0)
         info = StreamInfo(
             id=source.name,
             name=source.name,
             uri=source.uri,
             width=width,
             height=height,
-            rate=rate or stream.average_rate or stream.guessed_rate,
-            time_base=1 / rate if rate else stream.time_base,
-            live=options.live is not None,
-            container=source.container if source.is_file else None,
+            rate=rate or reader.rate,
+            time_base=1 / rate if rate else reader.stream.time_base,
+            live=live is not None,
+            audio=options.uri if source.is_file else None,
         )
-        reader = _FrameReader(source, options.start)
         frames = reader.frames()
         session = None
-        if options.live is not None and source.reconnects:
-            frames = session = self._reconnecting(source, reader)
-        elif options.live is not None and source.kind == "lavfi":
+        if live is not None and source.reconnects:
+            frames = session = self._reconnecting(source)
+        elif live is not None and source.kind == "lavfi" and self.options.live is not None:
             frames = paced(frames, lambda frame: frame.time, self._stop)
         if rate is not None:
             frames = _resample(frames, rate)
-        pictures = (
-            (frame.to_ndarray(format="rgb24", width=width, height=height), frame.pts, None)
-            for frame in frames
-        )
+        pictures = ((reader.to_rgb(frame), frame.pts, None) for frame in frames)
         count = self._emit_frames(info, pictures, emit)
         if session is not None and session.lost:
             raise InputError(session.lost)  # after StreamEnd: the outputs so far are complete
-        if not self._stop.is_set() and count != options.max_frames:
-            reader.warn_if_incomplete()
+        complete = self._stop.is_set() or count == options.max_frames
+        if not complete and (problems := reader.problems()):
+            log.warning("%s: truncated or damaged: %s", source.uri, "; ".join(problems))
 
-    def _reconnecting(self, source: _Input, reader: _FrameReader) -> Reconnecting:
+    def _reconnecting(self, source: _Input) -> Reconnecting:
         """The frames of a live camera or network stream, reopened when lost (``live.py``)."""
-        stream = source.stream
+        reader = source.reader
         return Reconnecting(
             source.uri,
             reader,
-            lambda: _FrameReader(_Input(self.options.uri, self.options), 0.0),
+            lambda: _Input(self.options.uri, replace(self.options, start=0.0), self._stop).reader,
             self.options.reconnect,
-            Timeline(stream.time_base, stream.average_rate or stream.guessed_rate or 25),
-            endless=source.container.duration is None,
+            Timeline(reader.stream.time_base, reader.rate or 25),
+            endless=source.duration is None,
             stop=self._stop,
             stats=self.context.stats,
         )
 
     def _run_synthetic(self, video: Any, rate: int, emit: Emit) -> None:
         width, height = video.size
+        live = self.live().options
         info = StreamInfo(
             id="synthetic",
             name="synthetic",
@@ -451,74 +479,12 @@ class Decode(Source):
             height=height,
             rate=Fraction(rate),
             time_base=Fraction(1, rate),
-            live=self.options.live is not None,
+            live=live is not None,
         )
         pictures = ((sample.image, sample.index, sample.mask) for sample in video)
-        if self.options.live is not None:  # a live camera: frames at its rate, in real time
+        if live is not None:  # a live camera: frames at its rate, in real time
             pictures = paced(pictures, lambda picture: picture[1] / rate, self._stop)
         self._emit_frames(info, pictures, emit)
-
-
-class _FrameReader:
-    """Decoded frames of an input's video stream from ``start`` seconds on.
-
-    A damaged packet is skipped and a read error ends the stream; ``warn_if_incomplete``
-    then reports what was lost, as does a file whose frames end well before its duration.
-    """
-
-    def __init__(self, source: _Input, start: float) -> None:
-        self.source = source
-        stream = source.stream
-        self._origin = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
-        self._start = self._origin + start
-        self.damaged = 0
-        self.read_error: str | None = None
-        self.end = self._origin
-        if start > 0 and source.is_file:
-            # where the file cannot seek, the frames before start are decoded and dropped
-            with contextlib.suppress(av.error.FFmpegError):
-                source.container.seek(int(self._start / stream.time_base), stream=stream)
-
-    def close(self) -> None:
-        self.source.container.close()
-
-    def frames(self) -> Iterator[av.VideoFrame]:
-        stream = self.source.stream
-        frame_duration = 1 / float(stream.average_rate or stream.guessed_rate or 25)
-        try:
-            for packet in self.source.container.demux(stream):
-                try:
-                    decoded = packet.decode()
-                except av.error.InvalidDataError:
-                    self.damaged += 1
-                    continue
-                for frame in decoded:
-                    if frame.time is not None:
-                        if frame.time < self._start - 1e-6:
-                            continue
-                        self.end = frame.time + frame_duration
-                    yield frame
-        except av.error.FFmpegError as error:
-            self.read_error = _describe(error)
-
-    def warn_if_incomplete(self) -> None:
-        source, stream = self.source, self.source.stream
-        if stream.duration is not None:
-            expected = float(stream.duration * stream.time_base)
-        elif source.container.duration is not None:
-            expected = source.container.duration / av.time_base
-        else:
-            expected = None
-        problems = []
-        if self.read_error:
-            problems.append(f"read error ({self.read_error})")
-        if self.damaged:
-            problems.append(f"{self.damaged} damaged packet(s) skipped")
-        elapsed = self.end - self._origin
-        if expected is not None and source.is_file and elapsed < expected - _TRUNCATION_TOLERANCE:
-            problems.append(f"frames end at {elapsed:.2f} s of {expected:.2f} s")
-        if problems:
-            log.warning("%s: truncated or damaged: %s", source.uri, "; ".join(problems))
 
 
 def _resample(frames: Iterator[av.VideoFrame], rate: Fraction) -> Iterator[av.VideoFrame]:

@@ -5,7 +5,8 @@ It writes ``frame.output`` when a stage set it and ``frame.image`` otherwise. Ti
 are the input's, shifted so the output starts at zero (variable frame rates survive). A
 file input's first audio stream is copied alongside (re-encoded to AAC, or Opus in WebM,
 when the container cannot hold its codec). Files are written under a hidden temporary name
-beside the final one and renamed when the run succeeds; a failed run leaves nothing.
+beside the final one and renamed when the run succeeds; a failed run leaves nothing. mp4
+and mov files have their index first (they play while downloading and can be piped).
 
 Pushes (``rtsp://``, ``rtmp://``, ``udp://``, ``tcp://``, ``srt://``) go through FFmpeg's
 own muxers and protocols: RTSP ANNOUNCE/RECORD (over TCP unless ``rtsp_transport`` says
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Literal, get_args
+from typing import BinaryIO, ClassVar, Literal, get_args
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import av
@@ -35,6 +36,7 @@ from ianet_stream.frame import Frame, StreamInfo, to_numpy
 from ianet_stream.outputs import PendingOutputs
 from ianet_stream.stage import Context, Stage
 from ianet_stream.uris import redact
+from ianet_stream.video import VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,6 @@ _CODEC_OPTIONS = {
     "libvpx-vp9": {"deadline": "good", "cpu-used": "4", "row-mt": "1"},
 }
 _DEFAULT_CRF = {"libvpx-vp9": 32, "libvpx": 10}  # libvpx needs one for constant quality
-_FALLBACK_AUDIO = {"webm": "libopus"}  # otherwise aac
 # encoder settings that hand out each frame's packet as soon as the frame is in (with bf=0)
 _LOW_LATENCY: dict[str, dict[str, str]] = {
     "libx264": {"tune": "zerolatency", "preset": "veryfast"},
@@ -306,89 +307,9 @@ def choose_codec(
     return codec, options.pix_fmt or pix_fmt, codec_options
 
 
-class _AudioCopy:
-    """An input file's first audio stream, muxed beside the video as the video advances.
-
-    Packets are copied when the output container can hold their codec and re-encoded
-    otherwise; their times are shifted by the video's ``origin`` (its first frame's time).
-    """
-
-    def __init__(self, input: Any, output: Any) -> None:
-        self.input = input
-        self.source = input.streams.audio[0]
-        self.output = output
-        self.encoder = None
-        try:
-            self.stream = output.add_stream_from_template(self.source)
-        except ValueError:  # the container cannot hold this codec
-            codec = _FALLBACK_AUDIO.get(output.format.name, "aac")
-            self.stream = self.encoder = output.add_stream(
-                codec, rate=self.source.rate, layout=self.source.layout
-            )
-        self.packets: Iterator[av.Packet] = iter(())
-        self.pending: av.Packet | None = None
-        self.origin = Fraction(0)
-
-    @staticmethod
-    def open(info: StreamInfo, output: Any) -> _AudioCopy | None:
-        """The audio of a file input, or ``None`` for other inputs and files without audio."""
-        if info.container is None or not Path(info.uri).is_file():
-            return None
-        input = av.open(info.uri)
-        if not input.streams.audio:
-            input.close()
-            return None
-        try:
-            return _AudioCopy(input, output)
-        except BaseException:
-            input.close()
-            raise
-
-    def start(self, origin: Fraction) -> None:
-        """Begin at ``origin`` seconds of the input, which becomes the output's zero."""
-        if origin > 0:
-            self.input.seek(int(origin * av.time_base), backward=True)
-        self.origin = origin
-        self.packets = (p for p in self.input.demux(self.source) if p.pts is not None)
-
-    def copy_until(self, end: Fraction) -> None:
-        """Mux the audio up to ``end`` seconds of the output."""
-        while (packet := self.pending or next(self.packets, None)) is not None:
-            self.pending = None
-            time = packet.pts * packet.time_base - self.origin
-            if time >= end:
-                self.pending = packet
-                return
-            if time + (packet.duration or 0) * packet.time_base > 0:
-                self._mux(packet, round(self.origin / packet.time_base))
-
-    def _mux(self, packet: av.Packet, shift: int) -> None:
-        if self.encoder is None:
-            packet.pts -= shift
-            if packet.dts is not None:
-                packet.dts -= shift
-            packet.stream = self.stream
-            self.output.mux(packet)
-            return
-        for frame in packet.decode():
-            frame.pts -= shift
-            self.output.mux(self.encoder.encode(frame))
-
-    def finish(self, end: Fraction) -> None:
-        self.copy_until(end)
-        if self.encoder is not None:
-            self.output.mux(self.encoder.encode(None))
-
-    def close(self) -> None:
-        self.input.close()
-
-
-class _Writer:
-    """One stream's output: the video encoded frame by frame, the input's audio alongside.
-
-    ``name`` is how errors name the output (a URL without its secrets); a ``target`` that is
-    a file object (stdout) is flushed after every frame when the output is live.
-    """
+class _Output:
+    """One stream's output: a ``VideoWriter`` whose FFmpeg errors (a missing protocol, a
+    refused connection, a full disk) become one line that names the output."""
 
     def __init__(
         self,
@@ -402,87 +323,46 @@ class _Writer:
         self.name = name
         self.is_push = options.is_push
         self.rate = Fraction(info.rate) if info.rate else Fraction(25)
-        self.codec, self.pix_fmt, self.codec_options = choose_codec(
-            options, alpha=channels == 4, rate=self.rate
-        )
-        self.pipe = target if options.is_live and not isinstance(target, str) else None
-        chroma = av.VideoFormat(self.pix_fmt)
-        subsampled = chroma.chroma_width(3) != 3 or chroma.chroma_height(3) != 3
-        self.pad = (height % 2, width % 2) if subsampled else (0, 0)
-        self.picture_format = "rgba" if channels == 4 else "rgb24"
-        self.time_base = Fraction(info.time_base) if info.time_base else 1 / self.rate
-        self.origin: Fraction | None = None
-        self.last_pts = -1
-        self.end = Fraction(0)
-        self.container = av.open(
-            target,
-            "w",
-            format=_CONTAINERS[options.container][0],
-            container_options=container_options(options),
-        )
-        self.audio: _AudioCopy | None = None
-        try:
-            self.video = self.container.add_stream(
-                self.codec, rate=self.rate, options=self.codec_options
+        codec, pix_fmt, codec_options = choose_codec(options, alpha=channels == 4, rate=self.rate)
+        self.written = 0
+        with self._sending():
+            self.writer = VideoWriter(
+                target,
+                name,
+                muxer=_CONTAINERS[options.container][0],
+                codec=codec,
+                pix_fmt=pix_fmt,
+                codec_options=codec_options,
+                container_options=container_options(options),
+                width=width,
+                height=height,
+                channels=channels,
+                rate=self.rate,
+                time_base=Fraction(info.time_base) if info.time_base else None,
+                bit_rate=parse_bitrate(options.bitrate) if options.bitrate else None,
+                audio_from=info.audio if options.audio else None,
+                flush=options.is_live,
             )
-            self.video.width, self.video.height = width + self.pad[1], height + self.pad[0]
-            self.video.pix_fmt = self.pix_fmt
-            self.video.time_base = self.video.codec_context.time_base = self.time_base
-            if options.bitrate is not None:
-                self.video.bit_rate = parse_bitrate(options.bitrate)
-            if options.audio:
-                self.audio = _AudioCopy.open(info, self.container)
-        except BaseException:
-            self.close()
-            raise
 
     def write(self, frame: Frame, picture: np.ndarray) -> None:
-        """Encode one picture at the frame's time, relative to the stream's first frame."""
+        """Encode one picture at the frame's time (its index over the rate without one)."""
         if frame.pts is not None and frame.time_base is not None:
             time = frame.pts * Fraction(frame.time_base)
         else:
             time = frame.index / self.rate
-        if self.origin is None:
-            self.origin = time
-            if self.audio is not None:
-                self.audio.start(time)
-        pts = max(round((time - self.origin) / self.time_base), self.last_pts + 1)
-        if any(self.pad):
-            picture = np.pad(picture, ((0, self.pad[0]), (0, self.pad[1]), (0, 0)), mode="edge")
-        video_frame = av.VideoFrame.from_ndarray(
-            np.ascontiguousarray(picture), format=self.picture_format
-        )
-        video_frame.pts, video_frame.time_base = pts, self.time_base
-        try:
-            packets = self.video.encode(video_frame)
-        except av.error.FFmpegError as error:
-            if self.last_pts >= 0:
-                raise
-            raise ConfigError(
-                f"encode: {self.codec} rejects its settings (pix_fmt {self.pix_fmt}, "
-                f"{self.video.width}x{self.video.height}, options {self.codec_options}): {error}"
-            ) from None
-        end = pts * self.time_base + 1 / self.rate
         with self._sending():
-            self.container.mux(packets)
-            if self.audio is not None:
-                self.audio.copy_until(end)
-            if self.pipe is not None:
-                self.pipe.flush()
-        self.last_pts, self.end = pts, end
+            self.writer.write(picture, time)
+        self.written += 1
 
     def finish(self) -> None:
-        """Flush the encoder, copy the audio up to the video's end, close the container."""
         with self._sending():
-            self.container.mux(self.video.encode(None))
-            if self.audio is not None:
-                self.audio.finish(self.end)
-            self.close()
+            self.writer.finish()
+
+    def close(self) -> None:
+        self.writer.close()
 
     @contextlib.contextmanager
     def _sending(self) -> Iterator[None]:
-        """Turn FFmpeg's output errors (a missing protocol, a refused connection, a full
-        disk) into one line that names the output."""
         try:
             yield
         except av.ProtocolNotFoundError:
@@ -495,16 +375,11 @@ class _Writer:
             reason = getattr(error, "strerror", None) or type(error).__name__
             if not self.is_push:
                 raise InputError(f"{self.name}: cannot write ({reason})") from None
-            if self.last_pts < 0:
+            if self.written == 0:
                 raise InputError(
                     f"{self.name}: cannot push ({reason}); is a receiver listening there?"
                 ) from None
             raise InputError(f"{self.name}: the push broke off ({reason})") from None
-
-    def close(self) -> None:
-        if self.audio is not None:
-            self.audio.close()
-        self.container.close()
 
 
 class Encode(Stage):
@@ -525,7 +400,7 @@ class Encode(Stage):
     def __init__(self, options: EncodeOptions, context: Context) -> None:
         super().__init__(options, context)
         self._infos: dict[str, StreamInfo] = {}
-        self._writers: dict[str, _Writer] = {}
+        self._writers: dict[str, _Output] = {}
         self._temporaries: dict[str, Path] = {}
         self._targets: set[str] = set()
         self._outputs = PendingOutputs()
@@ -573,7 +448,7 @@ class Encode(Stage):
             self._writers.clear()
             self._outputs.finish(failed=self.context.failed)
 
-    def _open(self, stream: str, picture: np.ndarray) -> _Writer:
+    def _open(self, stream: str, picture: np.ndarray) -> _Output:
         """The writer of a stream's first frame (the picture fixes its size and alpha)."""
         info = self._infos.get(stream)
         if info is None:
@@ -587,12 +462,7 @@ class Encode(Stage):
         muxer = _CONTAINERS[self.options.container][0]
         if muxer not in av.formats_available:
             raise InputError(f"{final}: this FFmpeg build has no {muxer} muxer")
-        try:
-            writer = _Writer(target, final, self.options, info, picture)
-        except av.error.FFmpegError as error:
-            reason = error.strerror or type(error).__name__
-            raise InputError(f"{final}: cannot write ({reason})") from None
-        self._writers[stream] = writer
+        writer = self._writers[stream] = _Output(target, final, self.options, info, picture)
         return writer
 
     def _target(self, stream: str, info: StreamInfo) -> tuple[str, str | BinaryIO]:

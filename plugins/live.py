@@ -1,6 +1,6 @@
 """Live inputs for the decode source: cameras, network streams and pipes.
 
-What makes an input live (``resolve_live``), how FFmpeg is asked to open a camera
+What makes an input live (``liveness``), how FFmpeg is asked to open a camera
 (``webcam_input``) or a network stream (``network_options``, with timeouts that fire),
 pacing a generated source at its frame rate (``paced``), and reading a camera or stream
 across lost connections (``Reconnecting``): the input is reopened with exponential back-off
@@ -25,12 +25,13 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import av
 
 from ianet_stream.errors import InputError
-from ianet_stream.stage import LiveOptions
+from ianet_stream.stage import Liveness, LiveOptions
 from ianet_stream.uris import Uri, parse_uri
 
 log = logging.getLogger(__name__)
 
 NETWORK_TIMEOUT_S = 10.0  # open and read timeout of cameras and network streams by default
+FILE_SCHEMES = frozenset({"http", "https", "ftp", "ftps", "sftp"})  # may serve a plain file
 _COMPRESSED_CAMERA_FORMATS = frozenset({"mjpeg", "h264", "hevc"})
 _counter_lock = threading.Lock()
 T = TypeVar("T")
@@ -78,25 +79,44 @@ def is_fifo(path: str | Path) -> bool:
         return False
 
 
-def resolve_live(live: LiveOptions | bool | None, uris: Sequence[str]) -> LiveOptions | None:
-    """The ``live`` option as the runner reads it: ``LiveOptions``, or ``None`` (file-like).
+def liveness(live: LiveOptions | bool | None, uri: str, duration: float | None = None) -> Liveness:
+    """Whether an input is live, and why: the ``live`` option, else what the input is.
 
-    ``True`` is the default ``LiveOptions``, ``False`` none. ``None`` decides by the inputs:
-    cameras and network streams are live (keep the newest frames); stdin and named pipes
-    are live without dropping frames (``policy: all``: ``cat clip.mp4 | ...`` must lose
-    nothing; give ``live: {policy: latest}`` for a real-time producer); files, ``lavfi:``
-    and ``synthetic:`` are not.
+    ``True`` is the default ``LiveOptions``, ``False`` none. ``None`` decides by the input
+    (``duration``: its announced length in seconds, once open): cameras, streaming
+    protocols (rtsp, rtmp, udp, srt, ...) and HTTP/FTP inputs without a duration (a live
+    HLS playlist) are live and keep the newest frames; stdin and named pipes are live
+    without dropping frames (``policy: all``: ``cat clip.mp4 | ...`` must lose nothing;
+    give ``live: {policy: latest}`` for a real-time producer); files, files served over
+    HTTP or FTP (they have a duration), ``lavfi:`` and ``synthetic:`` are not.
     """
     if isinstance(live, LiveOptions):
-        return live
+        return Liveness(live, f"live: {{policy: {live.policy}}} in the pipeline")
     if live is not None:
-        return LiveOptions() if live else None
-    kinds = [parse_uri(uri) for uri in uris]
-    if any(uri.kind in ("webcam", "network") for uri in kinds):
-        return LiveOptions()
-    if any(uri.kind == "stdio" or (uri.kind == "file" and is_fifo(uri.target)) for uri in kinds):
-        return LiveOptions(policy="all")
-    return None
+        return Liveness(LiveOptions(), "live: true") if live else Liveness(None, "live: false")
+    parsed = parse_uri(uri)
+    if parsed.kind == "webcam":
+        return Liveness(LiveOptions(), "a camera")
+    if parsed.kind == "network":
+        scheme = parsed.target.split(":", 1)[0].lower()
+        if scheme in FILE_SCHEMES and duration is not None:
+            return Liveness(None, f"a {duration:.1f} s file over {scheme}")
+        return Liveness(LiveOptions(), f"a live {scheme} stream")
+    if parsed.kind == "stdio":
+        return Liveness(LiveOptions(policy="all"), "stdin: a pipe, every frame kept")
+    if parsed.kind == "file" and is_fifo(parsed.target):
+        return Liveness(LiveOptions(policy="all"), "a named pipe, every frame kept")
+    described = {"lavfi": "an FFmpeg graph", "synthetic": "the synthetic generator"}
+    return Liveness(None, described.get(parsed.kind, "a file"))
+
+
+def combined(inputs: Sequence[Liveness]) -> Liveness:
+    """One pipeline's liveness for several inputs: the freshest policy any of them needs."""
+    for policy in ("latest", "all"):
+        for live in inputs:
+            if live.options is not None and live.options.policy == policy:
+                return Liveness(live.options, f"{live.reason} (one of {len(inputs)} inputs)")
+    return Liveness(None, ", ".join(sorted({live.reason for live in inputs})))
 
 
 def reconnects(uri: Uri) -> bool:

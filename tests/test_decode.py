@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import logging
+import os
 import sys
 import threading
 from fractions import Fraction
@@ -102,7 +102,7 @@ def test_file_keeps_size_timestamps_and_pictures(clip) -> None:
     messages = decode(str(path))
     info = messages[0].info
     assert (info.name, info.uri, info.width, info.height) == ("odd clip", str(path), 161, 97)
-    assert info.time_base == Fraction(1, 1000) and info.container is not None
+    assert info.time_base == Fraction(1, 1000) and info.audio == str(path)
     frames = frames_of(messages)
     assert [frame.pts for frame in frames] == list(VFR_TIMES_MS)
     assert all(frame.stream == info.id and frame.time_base == info.time_base for frame in frames)
@@ -112,11 +112,23 @@ def test_file_keeps_size_timestamps_and_pictures(clip) -> None:
     assert messages[-1].stream == info.id
 
 
+def pipe_into_stdin(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``sys.stdin`` a real pipe that a thread fills with ``data``, then closes."""
+    read_end, write_end = os.pipe()
+
+    def fill() -> None:
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(data)
+
+    threading.Thread(target=fill, daemon=True).start()
+    monkeypatch.setattr(sys, "stdin", os.fdopen(read_end, "r"))
+
+
 def test_stdin_is_probed(clip, monkeypatch: pytest.MonkeyPatch) -> None:
     path, _ = clip
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(path.read_bytes())))
+    pipe_into_stdin(path.read_bytes(), monkeypatch)
     messages = decode("-")
-    assert messages[0].info.name == "stdin" and messages[0].info.container is None
+    assert messages[0].info.name == "stdin" and messages[0].info.audio is None
     assert [frame.pts for frame in frames_of(messages)] == list(VFR_TIMES_MS)
 
 

@@ -28,7 +28,7 @@ from ianet_stream.cli import main
 from ianet_stream.config import parse_pipeline
 from ianet_stream.frame import Frame, StreamEnd, StreamInfo, StreamStart
 from ianet_stream.runner import run_pipeline
-from ianet_stream.stage import Context, LiveOptions, Source, Stage
+from ianet_stream.stage import Context, Liveness, LiveOptions, Source, Stage
 
 TESTS = Path(__file__).parent
 STAGES = (("paced", "Paced"), ("burst", "Burst"), ("slow", "Slow"), ("collect", "Collect"))
@@ -66,8 +66,8 @@ class Paced(Source):
         super().__init__(options, context)
         self._stop = threading.Event()
 
-    def live(self) -> LiveOptions | None:
-        return self.options.live
+    def live(self) -> Liveness:
+        return Liveness(self.options.live, "a test camera")
 
     def run(self, emit) -> None:
         options, emitted = self.options, SEEN.setdefault("emitted", [])
@@ -101,8 +101,8 @@ class Burst(Source):
     Options: ClassVar[type] = BurstOptions
     input_option: ClassVar[str | None] = "uri"
 
-    def live(self) -> LiveOptions | None:
-        return self.options.live
+    def live(self) -> Liveness:
+        return Liveness(self.options.live, "a test camera")
 
     def run(self, emit) -> None:
         emit(_start(self.options.uri, 30))

@@ -29,10 +29,11 @@ from ianet_stream.config import parse_pipeline
 from ianet_stream.errors import ConfigError
 from ianet_stream.frame import Frame, StreamStart
 from ianet_stream.stage import LiveOptions
-from ianet_stream_plugins.decode import DecodeOptions
 from ianet_stream_plugins.live import (
     ReconnectOptions,
     Timeline,
+    combined,
+    liveness,
     network_options,
     webcam_input,
 )
@@ -100,17 +101,24 @@ def test_live_is_decided_by_the_kind_of_input(tmp_path):
     os.mkfifo(fifo)
     (tmp_path / "clip.mp4").write_bytes(b"")
     latest, keep_all = LiveOptions(), LiveOptions(policy="all")
-    assert DecodeOptions(uri="rtsp://cam.local/stream").live == latest
-    assert DecodeOptions(uri="webcam:0").live == latest
-    assert DecodeOptions(uri="/dev/video0").live == latest
-    assert DecodeOptions(uri="https://cdn.example/live.m3u8").live == latest
-    assert DecodeOptions(uri="-").live == keep_all
-    assert DecodeOptions(uri=str(fifo)).live == keep_all
-    assert DecodeOptions(uri=str(tmp_path / "clip.mp4")).live is None
-    assert DecodeOptions(uri="synthetic:frames=2").live is None
-    assert DecodeOptions(uri="lavfi:testsrc2").live is None
-    assert DecodeOptions(uri="synthetic:frames=2", live=True).live == latest
-    assert DecodeOptions(uri="rtsp://cam.local/stream", live=False).live is None
+    assert liveness(None, "rtsp://cam.local/stream") == (latest, "a live rtsp stream")
+    assert liveness(None, "webcam:0").options == latest
+    assert liveness(None, "/dev/video0").options == latest
+    assert liveness(None, "https://cdn.example/live.m3u8").options == latest  # no duration
+    assert liveness(None, "https://cdn.example/clip.mp4", 12.0) == (
+        None,
+        "a 12.0 s file over https",
+    )
+    assert liveness(None, "ftp://files.example/clip.mp4", 3.0).options is None
+    assert liveness(None, "-").options == keep_all
+    assert liveness(None, str(fifo)).options == keep_all
+    assert liveness(None, str(tmp_path / "clip.mp4")) == (None, "a file")
+    assert liveness(None, "synthetic:frames=2").options is None
+    assert liveness(None, "lavfi:testsrc2").options is None
+    assert liveness(True, "synthetic:frames=2").options == latest
+    assert liveness(False, "rtsp://cam.local/stream").options is None
+    mixed = combined([liveness(None, "-"), liveness(None, "rtsp://cam/x"), (None, "a file")])
+    assert mixed.options == latest and mixed.policy == "latest"
 
 
 def test_live_and_reconnect_options_from_yaml():
@@ -128,7 +136,7 @@ def test_live_and_reconnect_options_from_yaml():
     )
     assert options.live == LiveOptions(policy="all", max_latency_ms=200)
     assert options.reconnect == ReconnectOptions(first_delay_s=1.0, max_delay_s=10.0, attempts=0)
-    assert source_options({"uri": "synthetic:", "live": True}).live == LiveOptions()
+    assert source_options({"uri": "synthetic:", "live": True}).live is True
     with pytest.raises(ConfigError, match=r"stages\[0\]\.decode\.reconnect: attempts: expected"):
         source_options({"uri": "rtsp://cam/x", "reconnect": {"attempts": -1}})
     with pytest.raises(ConfigError, match=r"stages\[0\]\.decode\.transport: expected one of"):

@@ -12,7 +12,7 @@ from ianet.data.lists import load_lists
 from ianet.data.synthetic import write_dataset
 from ianet.flow import flow_to_image
 from ianet_stream.cli import main
-from ianet_stream.commands.synth import write_mp4
+from ianet_stream.video import write_video
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two synthetic clips as mp4 files (videos/), with their masks as MASKS/<stem>/*.png."""
     folder = write_dataset(
         tmp_path_factory.mktemp("prepare"), "SRC", clips=2, frames=5, size=(64, 48), seed=5,
-        video_writer=write_mp4,
+        video_writer=write_video,
     )  # fmt: skip
     for clip in ("clip000", "clip001"):
         shutil.copytree(folder / clip / "ground-truth", folder / "masks" / clip)

@@ -24,7 +24,7 @@ from ianet.data.synthetic import (
     write_dataset,
 )
 from ianet_stream.cli import main
-from ianet_stream.commands.synth import write_mp4
+from ianet_stream.video import write_video
 
 SIZE = (160, 96)
 # Mean absolute warping error bounds, in grey levels of the gain-compensated pictures. The
@@ -168,7 +168,7 @@ def read_list(path: Path) -> list[list[str]]:
 
 def test_dataset_layout_lists_and_jpeg_flow(tmp_path):
     folder = write_dataset(
-        tmp_path, "TOY", clips=3, frames=4, size=SIZE, seed=11, video_writer=write_mp4
+        tmp_path, "TOY", clips=3, frames=4, size=SIZE, seed=11, video_writer=write_video
     )
     assert folder == tmp_path / "TOY"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["TOY"]  # nothing partial left
@@ -195,14 +195,14 @@ def test_dataset_layout_lists_and_jpeg_flow(tmp_path):
     check_exact(pictures, clip, JPEG_BOUND)
 
 
-def test_mp4_plays_with_every_frame_and_odd_sizes_are_cropped(tmp_path):
+def test_mp4_plays_with_every_frame_and_odd_sizes_are_padded(tmp_path):
     folder = write_dataset(
-        tmp_path, "ODD", clips=1, frames=5, size=(65, 49), seed=0, video_writer=write_mp4
+        tmp_path, "ODD", clips=1, frames=5, size=(65, 49), seed=0, video_writer=write_video
     )
     with av.open(str(folder / "videos" / "clip000.mp4")) as container:
         frames = list(container.decode(video=0))
     assert len(frames) == 5
-    assert (frames[0].width, frames[0].height) == (64, 48)
+    assert (frames[0].width, frames[0].height) == (66, 50)
     assert read_list(folder / "test.txt") == []
     assert Image.open(folder / "clip000" / "Imgs" / "00000.jpg").size == (65, 49)
 

@@ -101,17 +101,13 @@ class _Video:
 
     def _frames(self) -> Iterator[tuple[int, np.ndarray]]:
         """(index in the video, HxWx3 uint8 RGB) of every ``every``-th frame."""
-        import av
+        from ianet_stream.video import VideoReader
 
-        with av.open(str(self.video)) as container:
-            if not container.streams.video:
-                raise ValueError("no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for index, frame in enumerate(container.decode(stream)):
+        with VideoReader(str(self.video), str(self.video), is_file=True, max_pixels=None) as reader:
+            for index, frame in enumerate(reader.frames()):
                 self.decoded = index + 1
                 if index % self.every == 0:
-                    yield index, frame.to_ndarray(format="rgb24")
+                    yield index, reader.to_rgb(frame)
 
     def write(self, advance) -> None:
         """Write the video's folder, replacing an earlier ``prepare`` output of it (and

@@ -177,6 +177,8 @@ def _run_one(args: argparse.Namespace, spec: PipelineSpec) -> int:
     if summary.status == "failed":  # a stage's configuration error found at run time exits 2
         error_type = ConfigError if isinstance(summary.exception, ConfigError) else PipelineError
         raise error_type(summary.error) from summary.exception
+    if summary.status == "done" and summary.frames == 0:
+        raise PipelineError(f"{summary.input}: no frame came through; nothing was written")
     return EXIT_OK if summary.status == "done" else EXIT_INTERRUPTED
 
 

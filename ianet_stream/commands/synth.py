@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from ianet.data.synthetic import SceneConfig
 
 DESCRIPTION = """\
@@ -23,7 +20,7 @@ JPEG frames (Imgs/), exact 0/255 masks (ground-truth/), the model's colour-coded
 (flow-exact/NNNNN.npy, float32 2xHxW, x then y, on the previous frame's grid) and an
 mp4 (videos/); train.txt and test.txt list 'img gt flow' rows relative to the dataset
 folder (the first frame of a clip has no flow column). The same seed gives the same
-files. Odd sizes are allowed; the mp4 then drops the last row or column (yuv420p)."""
+files. Odd sizes are allowed; the mp4 then repeats the last row or column (yuv420p)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -124,24 +121,6 @@ def scene_config(preset: str, overrides: Sequence[str]) -> SceneConfig:
         raise ConfigError(f"--scene: {error}") from None
 
 
-def write_mp4(path: Path, pictures: Sequence[np.ndarray], fps: float) -> None:
-    """Encode HxWx3 uint8 RGB pictures as H.264 (yuv420p); odd sizes lose a row/column."""
-    import av
-    import numpy as np
-
-    height, width = pictures[0].shape[:2]
-    even_height, even_width = height - height % 2, width - width % 2
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = even_width, even_height, "yuv420p"
-        for picture in pictures:
-            frame = av.VideoFrame.from_ndarray(
-                np.ascontiguousarray(picture[:even_height, :even_width]), format="rgb24"
-            )
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-
-
 def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -150,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from ianet_stream.cli import EXIT_OK
     from ianet_stream.console import console
     from ianet_stream.errors import ConfigError
+    from ianet_stream.video import write_video
 
     size = frame_size(args.size)
     for option, value in (("--clips", args.clips), ("--frames", args.frames)):
@@ -175,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             config=scene_config(args.preset, args.scene),
             test_clips=args.test_clips,
-            video_writer=write_mp4,
+            video_writer=write_video,
             fps=args.fps,
             overwrite=args.overwrite,
             progress=lambda: progress.advance(task),
