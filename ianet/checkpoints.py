@@ -93,8 +93,10 @@ def save_weights(
     ``path`` with floating tensors in ``dtype``: the form builtin weights ship in.
 
     Optimiser, scheduler and RNG state are left out; ``load_checkpoint`` casts back to fp32.
+    The weights are checked first (they must fit the IANet they describe and be finite).
     """
     checkpoint = read_checkpoint(source)
+    load_checkpoint(checkpoint, name=str(source))
     state = state_dict_of(checkpoint)
     weights = {
         "format": FORMAT,
@@ -182,6 +184,31 @@ def input_size(checkpoint: Mapping[str, Any], name: str = "") -> int:
     return for_variant(model_options(checkpoint)["variant"]).info.input_size
 
 
+def nonfinite(state: Any, prefix: str = "") -> list[str]:
+    """The names of the floating tensors in ``state`` (a tensor, or dicts and lists of
+    them: a state dict, an optimiser's state) that hold a NaN or an infinity."""
+    if isinstance(state, Tensor):
+        bad = state.is_floating_point() and not bool(torch.isfinite(state).all())
+        return [prefix or "tensor"] if bad else []
+    if isinstance(state, Mapping):
+        items = state.items()
+    elif isinstance(state, list | tuple):
+        items = enumerate(state)
+    else:
+        return []
+    return [name for key, value in items for name in nonfinite(value, f"{prefix}{key}.")]
+
+
+def check_finite(state: Any, name: str) -> None:
+    """Raise ``InputError`` naming a few tensors of ``state`` that are not finite."""
+    bad = [key.rstrip(".") for key in nonfinite(state)]
+    if bad:
+        raise InputError(
+            f"{name}: {len(bad)} tensor(s) hold NaN or infinite values (e.g. "
+            f"{', '.join(bad[:_EXAMPLES])}); these weights are broken (a diverged training?)"
+        )
+
+
 def _own_fp32(tensor: Tensor, copy: bool) -> Tensor:
     """Floating tensors as fp32 (fp16/bf16 builtin weights), copied where asked."""
     converted = tensor.float() if tensor.is_floating_point() else tensor
@@ -251,6 +278,7 @@ def load_checkpoint(
     with torch.device("meta"):
         model = IANet(**build)
     check_state_dict(model, state, name)
+    check_finite(state, name)
     in_memory = isinstance(source, Mapping)  # its tensors must not become our parameters
     state = {key: _own_fp32(value, copy=in_memory) for key, value in state.items()}
     model.load_state_dict(state, strict=True, assign=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 from collections.abc import Iterable, Sequence
@@ -33,6 +34,9 @@ from ianet_stream.errors import ConfigError, InputError
 from ianet_stream.stage import Stage
 
 TOP_LEVEL_KEYS = ("stages", "device", "batch")
+MAX_BATCH = 64  # frames per stage call; more only multiplies memory
+MAX_YAML_VALUES = 100_000  # values a pipeline file may expand to (aliases counted each time)
+_QUOTE_LENGTH = 60
 DEFAULT_DEVICE = "auto"
 DEFAULT_BATCH = 4
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -124,16 +128,70 @@ def load_pipeline(
         raise ConfigError(f"{path}: {error}") from None
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The file's top-level mapping (``yaml.safe_load``)."""
+def quote(value: Any) -> str:
+    """``repr(value)`` cut to a short length, for error messages."""
+    text = repr(value)
+    return text if len(text) <= _QUOTE_LENGTH else text[: _QUOTE_LENGTH - 1] + "…"
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses documents whose aliases expand to more than
+    ``MAX_YAML_VALUES`` values (a "billion laughs" document), before building them."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._expanded = 0
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node = self.anchors.get(event.anchor)
+            if node is not None:
+                self._expanded += self._size(node)
+                if self._expanded > MAX_YAML_VALUES:
+                    raise ConfigError(
+                        f"line {event.start_mark.line + 1}: the alias *{event.anchor} makes the "
+                        f"document expand to more than {MAX_YAML_VALUES} values"
+                    )
+        return super().compose_node(parent, index)
+
+    def _size(self, node: yaml.Node) -> int:
+        """The number of values ``node`` stands for, aliases expanded (memoised per node)."""
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        if isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._size(key) + self._size(value) for key, value in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._size(item) for item in node.value)
+        else:
+            size = 1
+        self._sizes[id(node)] = size
+        return size
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text as Python values (``yaml.safe_load`` with alias expansion bounded)."""
+    loader = _BoundedLoader(text)
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The file's top-level mapping (``load_yaml``)."""
+    try:
+        raw = load_yaml(Path(path).read_text(encoding="utf-8"))
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the pipeline file ({error.strerror})") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with a 'stages' list, got {raw!r:.60}")
+        raise ConfigError(f"{path}: expected a mapping with a 'stages' list, got {quote(raw)}")
     return raw
 
 
@@ -143,9 +201,11 @@ def apply_set(raw: dict[str, Any], assignment: str) -> None:
     if not equals or not key:
         raise ConfigError(f"--set {assignment}: expected KEY=VALUE, e.g. stages.1.method=tvl1")
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)
     except yaml.YAMLError:
         raise ConfigError(f"--set {assignment}: the value is not valid YAML") from None
+    except ConfigError as error:
+        raise ConfigError(f"--set {key}: {error}") from None
     set_value(raw, key, value)
 
 
@@ -262,7 +322,9 @@ class _Entry(NamedTuple):
 def _stage_entry(index: int, entry: Any) -> _Entry:
     path = f"stages[{index}]"
     if not (isinstance(entry, dict) and len(entry) == 1):
-        raise ConfigError(f"{path}: expected a one-key mapping like '- decode: {{}}', got {entry}")
+        raise ConfigError(
+            f"{path}: expected a one-key mapping like '- decode: {{}}', got {quote(entry)}"
+        )
     name, options = next(iter(entry.items()))
     found = registry.registered()
     if name not in found:
@@ -277,7 +339,7 @@ def _stage_entry(index: int, entry: Any) -> _Entry:
     if options is None:
         options = {}
     if not isinstance(options, dict):
-        raise ConfigError(f"{path}.{name}: expected a mapping of options, got {options!r}")
+        raise ConfigError(f"{path}.{name}: expected a mapping of options, got {quote(options)}")
     return _Entry(name, dict(options), cls)
 
 
@@ -319,7 +381,7 @@ def build_options(options_cls: type, mapping: Any, path: str) -> Any:
     if mapping is None:
         mapping = {}
     if not isinstance(mapping, dict):
-        raise ConfigError(f"{path}: expected a mapping, got {mapping!r}")
+        raise ConfigError(f"{path}: expected a mapping, got {quote(mapping)}")
     fields = {f.name: f for f in dataclasses.fields(options_cls) if f.init}
     _check_keys(mapping, fields, path, what="option")
     hints = get_type_hints(options_cls)
@@ -390,6 +452,8 @@ def _convert_scalar(value: Any, annotation: Any, path: str) -> Any:
     if annotation is int and is_number and isinstance(value, int):
         return value
     if annotation is float and is_number:
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {quote(value)}")
         return float(value)
     if annotation is str and (isinstance(value, str) or (is_number and isinstance(value, int))):
         return str(value)
@@ -404,7 +468,7 @@ def _convert_scalar(value: Any, annotation: Any, path: str) -> Any:
 
 
 def _expected(annotation: Any, value: Any, path: str, hint: str = "") -> ConfigError:
-    return ConfigError(f"{path}: expected {_phrase(annotation)}, got {value!r}{hint}")
+    return ConfigError(f"{path}: expected {_phrase(annotation)}, got {quote(value)}{hint}")
 
 
 def _phrase(annotation: Any) -> str:
@@ -471,14 +535,17 @@ def suggestion(word: str, choices: Iterable[str]) -> str:
 def _device(raw: dict[str, Any]) -> str:
     device = raw.get("device", DEFAULT_DEVICE)
     if not (isinstance(device, str) and _DEVICE.fullmatch(device)):
-        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}")
+        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {quote(device)}")
     return device
 
 
 def _batch(raw: dict[str, Any]) -> int:
     batch = raw.get("batch", DEFAULT_BATCH)
-    if not (isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1):
-        raise ConfigError(f"batch: expected an integer >= 1, got {batch!r}")
+    if not (isinstance(batch, int) and not isinstance(batch, bool) and 1 <= batch <= MAX_BATCH):
+        raise ConfigError(
+            f"batch: expected an integer from 1 to {MAX_BATCH} (frames per model call), "
+            f"got {quote(batch)}"
+        )
     return batch
 
 
@@ -496,9 +563,9 @@ def parse_size(
     elif short_side and text.isdigit():
         parsed = int(text)
     else:
-        raise ValueError(f"size: expected {expected}, got {size!r}")
+        raise ValueError(f"size: expected {expected}, got {quote(size)}")
     if min(parsed if isinstance(parsed, tuple) else (parsed,)) < max(minimum, 1):
-        raise ValueError(f"size: expected at least {max(minimum, 1)} pixels, got {size!r}")
+        raise ValueError(f"size: expected at least {max(minimum, 1)} pixels, got {quote(size)}")
     return parsed
 
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -32,7 +32,9 @@ from rich.table import Table
 from ianet_stream.config import PipelineSpec, load_pipeline
 from ianet_stream.console import console
 from ianet_stream.errors import ConfigError, InputError
+from ianet_stream.outputs import check_paths, is_complete
 from ianet_stream.runner import STOP_SIGNALS, handling_signals, run_pipeline
+from ianet_stream.stage import PlannedOutput
 from ianet_stream.uris import VIDEO_EXTENSIONS, list_videos, parse_uri
 
 ClipStatus = Literal["done", "failed", "skipped", "interrupted", "not run"]
@@ -51,7 +53,8 @@ class ClipJob:
     done: tuple[str, ...]
 
     def is_complete(self) -> bool:
-        return bool(self.done) and all(Path(path).exists() for path in self.done)
+        """Whether every output is there and whole (``outputs.is_complete``)."""
+        return bool(self.done) and all(is_complete(Path(path)) for path in self.done)
 
 
 @dataclass
@@ -104,12 +107,18 @@ def batch_clips(batch: Path) -> list[Path]:
 
 
 def plan_folder(
-    pipeline: str, sets: Sequence[str], spec: PipelineSpec, batch: Path
+    pipeline: str,
+    sets: Sequence[str],
+    spec: PipelineSpec,
+    batch: Path,
+    summary: Path | None = None,
 ) -> list[ClipJob]:
     """The clips of ``batch`` (a folder or a clip list) and where each one's outputs go.
 
     ``spec`` is the pipeline as loaded for the run (with ``--output``): each sink's
-    ``path`` is the folder its clips' outputs go into; the folders are created.
+    ``path`` is the folder its clips' outputs go into; the folders are created once every
+    output is checked (``outputs.check_paths``: no output is a clip, the pipeline file or
+    the ``summary`` JSON, or replaces what its writer did not make).
     """
     clips = batch_clips(batch)
     targets = []
@@ -124,9 +133,9 @@ def plan_folder(
             )
         if Path(target).is_file():
             raise ConfigError(f"{where}: {target} is a file, not a folder")
-        Path(target).mkdir(parents=True, exist_ok=True)
         targets.append((sink, target))
     jobs, writers = [], {}
+    planned = [] if summary is None else [PlannedOutput(summary)]
     for clip in clips:
         outputs = [
             (
@@ -135,6 +144,9 @@ def plan_folder(
             )
             for sink, target in targets
         ]
+        for (sink, _), (_, path, _) in zip(targets, outputs, strict=True):
+            options = replace(sink.options, **{sink.cls.output_option: path})
+            planned += sink.cls.outputs(options, [clip.stem])
         for _, _, done in outputs:
             if done in writers:
                 raise InputError(f"{writers[done].name} and {clip.name} would both write {done}")
@@ -148,6 +160,9 @@ def plan_folder(
                 done=tuple(done for _, _, done in outputs),
             )
         )
+    check_paths([*clips, pipeline], planned)
+    for _, target in targets:
+        Path(target).mkdir(parents=True, exist_ok=True)
     return jobs
 
 

@@ -293,7 +293,10 @@ class _Runner:
         except QueueClosed:
             pass
         except Exception as error:
-            if self.live is None:
+            if self._stopping:  # a read cut short by the stop: the input simply ends here
+                with suppress(QueueClosed):
+                    self._end_input()
+            elif self.live is None:
                 self._fail(0, error)
             else:
                 self._lose_source(error)

@@ -45,11 +45,13 @@ Sources implement ``run(emit)`` instead of ``process``: they call ``emit`` with
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
 from ianet_stream.frame import Frame, StreamEnd, StreamInfo, StreamStart
+from ianet_stream.uris import StreamNames, parse_uri
 
 Message = StreamStart | Frame | StreamEnd
 Emit = Callable[[Message], None]
@@ -180,6 +182,22 @@ class Stage:
         """
         return folder, os.path.join(folder, stem)
 
+    @classmethod
+    def outputs(cls, options: Any, streams: Sequence[str]) -> list[PlannedOutput]:
+        """The files and folders this sink will write for streams named ``streams``, so
+        that they are checked before anything runs: none may be an input, and none may
+        replace what its writer did not create. ``[]`` for stages that write no file."""
+        return []
+
+
+class PlannedOutput(NamedTuple):
+    """A file or folder a sink will write: ``writer`` is the tag of a folder's writer
+    (``ianet.atomic``: a folder at that name is replaced only when the same writer made
+    it); ``None`` for a file."""
+
+    path: Path
+    writer: str | None = None
+
 
 class Source(Stage):
     """Base class of sources: the first stage of a pipeline.
@@ -191,6 +209,16 @@ class Source(Stage):
     kind: ClassVar[Literal["source", "transform", "sink"]] = "source"
     provides: ClassVar[tuple[str, ...]] = ("image",)
     input_option: ClassVar[str | None] = None
+
+    @classmethod
+    def stream_names(cls, options: Any) -> list[str]:
+        """The names of the streams it will emit, known before it runs (sinks name their
+        outputs after them): by default one per input, named as ``ianet_stream.uris``
+        names inputs (a file's stem, ``stdin``, ``webcam0``), made unique."""
+        value = getattr(options, cls.input_option) if cls.input_option else None
+        inputs = [] if value is None else [value] if isinstance(value, str) else list(value)
+        names = StreamNames()
+        return [names.claim(parse_uri(str(uri)).name) for uri in inputs]
 
     def live(self) -> Liveness:
         """After ``open()``: whether the input is live and why (by default file-like:

@@ -15,6 +15,7 @@ from rich import box
 from rich.table import Table
 
 from ianet.atomic import write_text
+from ianet_stream.errors import InputError
 from ianet_stream.stage import Liveness
 
 Status = Literal["done", "interrupted", "aborted", "failed"]
@@ -277,5 +278,10 @@ def stats_table(summary: RunSummary) -> Table:
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
-    """Write ``document`` to ``path`` through a temporary name (never a half-written file)."""
-    write_text(path, json.dumps(document, indent=2) + "\n")
+    """Write ``document`` to ``path`` through a temporary name (never a half-written file);
+    ``InputError`` names the file when it cannot be written."""
+    try:
+        write_text(path, json.dumps(document, indent=2) + "\n")
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise InputError(f"{path}: cannot write the summary ({reason})") from None

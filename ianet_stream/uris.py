@@ -8,6 +8,7 @@ network URLs (``rtsp://``, ``http://``, ...), a folder, or a file.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -108,3 +109,21 @@ def is_video_file(path: Path) -> bool:
 def list_videos(folder: Path) -> list[Path]:
     """The video files directly in ``folder`` (by extension), sorted by name."""
     return sorted(path for path in folder.iterdir() if is_video_file(path))
+
+
+class StreamNames:
+    """Unique stream names for a run: ``clip``, then ``clip-2``, ``clip-3``..."""
+
+    def __init__(self) -> None:
+        self._taken: set[str] = set()
+        self._lock = threading.Lock()
+
+    def claim(self, wanted: str) -> str:
+        """``wanted``, or ``wanted-N`` with the smallest N >= 2 not yet taken; now taken."""
+        with self._lock:
+            name, number = wanted, 1
+            while name in self._taken:
+                number += 1
+                name = f"{wanted}-{number}"
+            self._taken.add(name)
+            return name

@@ -291,6 +291,15 @@ class VideoReader:
         self.container.close()
 
 
+def plays(path: str | os.PathLike[str]) -> bool:
+    """Whether a video file opens and decodes at least one frame."""
+    try:
+        with VideoReader(str(path), str(path), max_pixels=None, is_file=True) as reader:
+            return reader.first_frame() is not None
+    except InputError:
+        return False
+
+
 def read_pictures(path: str | os.PathLike[str], every: int = 1) -> Iterator[tuple[int, np.ndarray]]:
     """``(index, HxWx3 uint8 RGB)`` of every ``every``-th frame of a video file, upright."""
     with VideoReader(str(path), str(path), is_file=True, max_pixels=None) as reader:

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -34,7 +34,7 @@ import numpy as np
 from ianet_stream.errors import ConfigError, InputError
 from ianet_stream.frame import Frame, StreamInfo, to_numpy
 from ianet_stream.outputs import PendingOutputs
-from ianet_stream.stage import Context, Stage
+from ianet_stream.stage import Context, PlannedOutput, Stage
 from ianet_stream.uris import redact
 from ianet_stream.video import VideoWriter
 
@@ -95,11 +95,15 @@ def push_scheme(path: str) -> str | None:
 
 
 def is_folder(path: str) -> bool:
-    """Whether an output ``path`` names a folder: it ends with a slash, is one, or has no
-    extension (a file's extension names its container)."""
+    """Whether an output ``path`` names a folder: it ends with a slash, has no extension (a
+    file's extension names its container), or is a folder whose name has no container's
+    extension (``out.mp4`` is a file, also where a folder of that name is in the way)."""
     if push_scheme(path) is not None:
         return False
-    return path.endswith(("/", os.sep)) or Path(path).is_dir() or not Path(path).suffix
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if path.endswith(("/", os.sep)) or not suffix:
+        return True
+    return Path(path).is_dir() and suffix not in get_args(Container)
 
 
 def parse_bitrate(text: str) -> int:
@@ -413,6 +417,15 @@ class Encode(Stage):
             )
         path = str(Path(folder) / f"{stem}.{options.container}")
         return path, path
+
+    @classmethod
+    def outputs(cls, options: EncodeOptions, streams: Sequence[str]) -> list[PlannedOutput]:
+        if options.is_push or options.path == "-":
+            return []
+        if is_folder(options.path):
+            folder = Path(options.path)
+            return [PlannedOutput(folder / f"{name}.{options.container}") for name in streams]
+        return [PlannedOutput(Path(options.path))]
 
     def start_stream(self, info: StreamInfo) -> None:
         self._infos[info.id] = info

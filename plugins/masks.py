@@ -8,6 +8,7 @@ and renamed when the run succeeds. Frames pass through, so other sinks can follo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -18,7 +19,7 @@ from PIL import Image
 from ianet_stream.errors import ConfigError
 from ianet_stream.frame import Frame, StreamInfo, to_numpy
 from ianet_stream.outputs import PendingOutputs
-from ianet_stream.stage import Context, Stage
+from ianet_stream.stage import Context, PlannedOutput, Stage
 
 
 def mask_image(values: Any) -> np.ndarray:
@@ -72,6 +73,10 @@ class Masks(Stage):
         super().__init__(options, context)
         self._folders: dict[str, Path] = {}
         self._outputs = PendingOutputs()
+
+    @classmethod
+    def outputs(cls, options: MasksOptions, streams: Sequence[str]) -> list[PlannedOutput]:
+        return [PlannedOutput(Path(options.path) / name, WRITER) for name in streams]
 
     def start_stream(self, info: StreamInfo) -> None:
         final = Path(self.options.path) / info.name

@@ -17,25 +17,7 @@ from dataclasses import replace
 from ianet_stream.errors import InputError, QueueClosed
 from ianet_stream.frame import Frame, StreamEnd, StreamStart
 from ianet_stream.stage import Emit, Message, Source
-from ianet_stream.uris import parse_uri, redact
-
-
-class StreamNames:
-    """Unique stream names for a run: ``clip``, then ``clip-2``, ``clip-3``..."""
-
-    def __init__(self) -> None:
-        self._taken: set[str] = set()
-        self._lock = threading.Lock()
-
-    def claim(self, wanted: str) -> str:
-        """``wanted``, or ``wanted-N`` with the smallest N >= 2 not yet taken; now taken."""
-        with self._lock:
-            name, number = wanted, 1
-            while name in self._taken:
-                number += 1
-                name = f"{wanted}-{number}"
-            self._taken.add(name)
-            return name
+from ianet_stream.uris import StreamNames, parse_uri, redact
 
 
 class _Renamer:

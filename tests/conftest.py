@@ -24,3 +24,16 @@ def offline_torch_hub(tmp_path, monkeypatch) -> Path:
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     return tmp_path / "hub" / "checkpoints"
+
+
+@pytest.fixture(autouse=True)
+def _restore_log_levels():
+    """``ianet_stream.cli.main`` sets our loggers' levels (``--quiet``); a test that runs it
+    must not change what the next test's ``caplog`` sees."""
+    import logging
+
+    names = ("ianet", "ianet_stream", "ianet_stream_plugins")
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)

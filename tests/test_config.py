@@ -156,7 +156,7 @@ def test_bad_values_are_rejected_with_their_yaml_path(options, message):
         ),
         (
             {"stages": [{"decode": {"uri": "a"}}, {"encode": {"path": "o.mp4"}}], "batch": 0},
-            "batch: expected an integer >= 1, got 0",
+            "batch: expected an integer from 1 to 64 (frames per model call), got 0",
         ),
         (
             {"stages": [{"decode": {"uri": "a"}}, {"encode": {"path": "o.mp4", "crf": -1}}]},

@@ -1,6 +1,7 @@
 """Training on the CPU: the loss goes down, resume is exact, DDP runs, divergence stops."""
 
 import csv
+import math
 import os
 import subprocess
 import sys
@@ -110,6 +111,23 @@ def test_a_diverging_run_stops_with_a_clear_message_and_keeps_the_good_checkpoin
     diverged = int(log_rows(out)[-1]["step"])
     assert kept["training"]["step"] == diverged - 1
     assert all(torch.isfinite(value).all() for value in kept["model"].values())
+
+
+def test_weights_that_overflow_while_the_loss_is_finite_are_never_saved(
+    lists: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], wide_console: None
+) -> None:
+    out = tmp_path / "inf"
+    code = main(
+        ["train", *TINY, "--train-list", str(lists["train"]), "--out", str(out),
+         "--batch-size", "2", "--save-every", "1", "--lr-encoder", "3e38", "--lr-decoder",
+         "3e38", "--set", "momentum=0"]
+    )  # fmt: skip
+    assert code == 1
+    message = capsys.readouterr().err
+    assert "weight or optimiser tensor(s) became NaN or infinite by step 1" in message
+    assert "last.pth was not written and no checkpoint was written before it" in message
+    assert math.isfinite(float(log_rows(out)[0]["loss"]))  # the loss alone would not tell
+    assert sorted(path.name for path in out.iterdir()) == ["log.csv"]
 
 
 @pytest.mark.slow  # three processes start and import torch

@@ -35,7 +35,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from ianet.atomic import atomic_output
-from ianet.checkpoints import check_state_dict, read_checkpoint, save_checkpoint, state_dict_of
+from ianet.checkpoints import (
+    check_state_dict,
+    nonfinite,
+    read_checkpoint,
+    save_checkpoint,
+    state_dict_of,
+)
 from ianet.data.augment import Augment
 from ianet.data.dataset import TripletDataset, normalise_batch
 from ianet.data.lists import Problem, Sample, load_lists
@@ -283,6 +289,14 @@ class _Run:
                     "best_score": self.best_score,
                 },
             }
+        bad = nonfinite(self.model.state_dict()) + nonfinite(extra.get("optimizer"), "optimizer.")
+        if bad:
+            where = f"step {self.position.step} (epoch {self.position.epoch + 1})"
+            raise TrainingDiverged(
+                f"{len(bad)} weight or optimiser tensor(s) became NaN or infinite by {where} "
+                f"(e.g. {', '.join(name.rstrip('.') for name in bad[:3])}); {name} was not "
+                f"written and {self._kept()}. Lower the learning rates or check the data"
+            )
         save_checkpoint(path, self.model, meta=meta, **extra)
         if full:
             self.good_checkpoint = (self.position.step, path)
@@ -370,16 +384,18 @@ class _Run:
             eta_seconds=seconds_per_step * (self.total_steps - self.position.step),
         )
 
+    def _kept(self) -> str:
+        """Which checkpoint training can resume from (its weights were checked finite)."""
+        if self.good_checkpoint is None:
+            return "no checkpoint was written before it"
+        step, path = self.good_checkpoint
+        return f"the last good checkpoint is {path} (step {step})"
+
     def _divergence_message(self, loss: float) -> str:
         where = f"step {self.position.step} (epoch {self.position.epoch + 1})"
-        if self.good_checkpoint is None:
-            kept = "no checkpoint was written before it"
-        else:
-            step, path = self.good_checkpoint
-            kept = f"the last good checkpoint is {path} (step {step})"
         lr = ", ".join(f"{group['lr']:.3g}" for group in self.optimizer.param_groups)
         return (
-            f"the loss became {loss} at {where}; training stopped and {kept}. "
+            f"the loss became {loss} at {where}; training stopped and {self._kept()}. "
             f"Lower the learning rates (now {lr}) or check the data"
         )
 

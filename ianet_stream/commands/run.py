@@ -155,9 +155,16 @@ def _run_one(args: argparse.Namespace, spec: PipelineSpec) -> int:
     from ianet_stream.cli import EXIT_OK
     from ianet_stream.console import console
     from ianet_stream.errors import ConfigError, PipelineError
+    from ianet_stream.outputs import check_paths
     from ianet_stream.runner import run_pipeline
+    from ianet_stream.stage import PlannedOutput
     from ianet_stream.stats import stats_table, write_json
 
+    streams = spec.source.cls.stream_names(spec.source.options)
+    planned = [output for sink in spec.sinks for output in sink.cls.outputs(sink.options, streams)]
+    if args.json is not None:
+        planned.append(PlannedOutput(args.json))
+    check_paths([*spec.inputs, args.pipeline], planned)
     if not args.quiet:
         names = " > ".join(stage.name for stage in spec.stages)
         console.print(f"running {names}", highlight=False)
@@ -200,7 +207,7 @@ def _run_folder(args: argparse.Namespace, spec: PipelineSpec, folder: Path) -> l
             cpus_per_worker=args.cpus_per_worker,
             gpus_per_worker=args.gpus_per_worker,
         )
-    jobs = plan_folder(str(args.pipeline), args.sets, spec, folder)
+    jobs = plan_folder(str(args.pipeline), args.sets, spec, folder, args.json)
 
     def report(result: ClipResult) -> None:
         if not args.quiet:

@@ -92,9 +92,9 @@ def frame_size(text: str) -> tuple[int, int]:
 
 def scene_config(preset: str, overrides: Sequence[str]) -> SceneConfig:
     """The preset's scene parameters with ``KEY=VALUE`` overrides (YAML values)."""
-    import yaml
 
     from ianet.data.synthetic import PRESETS, SceneConfig
+    from ianet_stream.config import load_yaml
     from ianet_stream.errors import ConfigError
 
     names = [field.name for field in dataclasses.fields(SceneConfig)]
@@ -105,7 +105,7 @@ def scene_config(preset: str, overrides: Sequence[str]) -> SceneConfig:
             raise ConfigError(
                 f"--scene: expected KEY=VALUE with KEY one of {', '.join(names)}, got {item!r}"
             )
-        parsed = yaml.safe_load(value)
+        parsed = load_yaml(value)
         is_range = isinstance(getattr(PRESETS[preset], key), tuple)
         if is_range != isinstance(parsed, list):
             numbers: list[Any] = [None]

@@ -100,12 +100,13 @@ def read_config(path: Path | None, overrides: list[str], flags: dict[str, Any]) 
     import yaml
 
     from ianet.train.config import TrainConfig
+    from ianet_stream.config import load_yaml
     from ianet_stream.errors import ConfigError
 
     values: dict[str, Any] = {}
     if path is not None:
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            loaded = load_yaml(path.read_text(encoding="utf-8"))
         except OSError as error:
             raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
         except yaml.YAMLError as error:
@@ -121,7 +122,7 @@ def read_config(path: Path | None, overrides: list[str], flags: dict[str, Any]) 
         key, sep, text = pair.partition("=")
         if not sep:
             raise ConfigError(f"--set {pair}: expected KEY=VALUE")
-        values[key.strip()] = yaml.safe_load(text)
+        values[key.strip()] = load_yaml(text)
     values.update({key: value for key, value in flags.items() if value is not None})
     try:
         return TrainConfig.from_mapping(values)
