@@ -1,8 +1,9 @@
 """IANet: two encoders, local mutual enhancement, global weights, progressive aggregation.
 
 ``IANet()`` is the paper's network (ResNet34 encoders at output stride 16; see
-``shared/spec/ianet-architecture.md``): its state dict has exactly the reference
-checkpoint's keys, so reference weights load with ``strict=True``. ``IANet("lite")`` has
+``docs/architecture.md``, "The network"): its state dict has exactly the reference
+checkpoint's keys (``tests/data/ianet-state-dict.txt``), so reference weights load with
+``strict=True``. ``IANet("lite")`` has
 the same topology with a MobileNetV3-Small encoder and a decoder whose widths are the
 encoder's channel counts: every module below takes its channels as arguments.
 

@@ -1,9 +1,9 @@
 """The ``flow`` stage: each frame's motion flow and the colour-coded image the model reads.
 
 One ``ianet.flow.FlowEstimator`` per stream keeps the stream's last frame, so a frame's
-flow is its motion since the frame before (DESIGN "Flow convention"); a stream's first
-frame gets zero flow and no flow image. The stage moves the pictures to the pipeline's
-device (``frame.image`` becomes an HxWx3 uint8 tensor there), so flow, saliency and
+flow is its motion since the frame before (``docs/architecture.md``, "Flow convention"); a
+stream's first frame gets zero flow and no flow image. The stage moves the pictures to the
+pipeline's device (``frame.image`` becomes an HxWx3 uint8 tensor there), so flow, saliency and
 compositing never leave it. Flow is estimated at a working size (the short side scaled
 down to ``size``, or a ``WxH`` grid for every stream) and scaled back to the frame's size.
 

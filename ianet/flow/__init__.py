@@ -2,9 +2,9 @@
 
 ``estimate_flow`` is ordinary optical flow between uint8 RGB frames (``tvl1``, weight-free;
 ``raft_small`` / ``raft_large`` from torchvision); ``motion_flow`` / ``flow_input`` give the
-flow the model reads for a frame (DESIGN.md, "Flow convention"), and ``FlowEstimator`` gives it
-for a stream; ``flow_to_image`` is the colour wheel; ``read_flow`` / ``write_flow`` store raw
-flow as ``.flo`` or ``.npy``.
+flow the model reads for a frame (``docs/architecture.md``, "Flow convention"), and
+``FlowEstimator`` gives it for a stream; ``flow_to_image`` is the colour wheel;
+``read_flow`` / ``write_flow`` store raw flow as ``.flo`` or ``.npy``.
 """
 
 from importlib import import_module

@@ -1,4 +1,6 @@
-"""Optical flow between uint8 RGB frames, and the flow IANet reads (see DESIGN "Flow convention").
+"""Optical flow between uint8 RGB frames, and the flow IANet reads.
+
+See ``docs/architecture.md``, "Flow convention".
 
 ``estimate_flow(prev, next)`` is ordinary optical flow: for each pixel of ``prev``, where it
 went in ``next``. ``motion_flow(prev, current)`` is the flow the model reads for ``current``:

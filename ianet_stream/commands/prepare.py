@@ -6,7 +6,8 @@ For each video ``VIDEOS/<stem>.<ext>`` it writes, under ``OUT/<DATASET>/<stem>/`
   quality 95, ``NNNNN`` being the frame's index in the video;
 - ``flow/NNNNN.png``: the flow image the model reads for that frame, computed from the kept
   frame before it by ``ianet.flow.FlowEstimator`` (the code the streaming flow stage runs,
-  DESIGN "Flow convention"); the first kept frame has none (its flow input is zero);
+  ``docs/architecture.md``, "Flow convention"); the first kept frame has none (its flow
+  input is zero);
 - ``ground-truth/NNNNN.png``: with ``--masks``, the video's masks ``MASKS/<stem>/*.png`` in
   name order, the i-th mask belonging to the i-th frame of the video (resized bilinearly
   with the frames).
