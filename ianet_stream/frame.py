@@ -45,6 +45,9 @@ class Frame:
         saliency: HxW float32 tensor in [0, 1].
         output: HxWx3 or HxWx4 (with alpha) uint8, the composited picture; sinks write
             ``output`` when it is set and ``image`` otherwise.
+        previous: HxWx3 uint8, the picture of the frame just before this one in its stream
+            when that frame was not let into the pipeline (live inputs): flow is estimated
+            against it, so the motion the model sees is that of one frame interval.
     """
 
     image: Any
@@ -58,6 +61,7 @@ class Frame:
     flow_image: Any = None
     saliency: Any = None
     output: Any = None
+    previous: Any = None
 
     @property
     def time(self) -> float | None:

@@ -11,7 +11,11 @@ copied while the stages work). Per stage, labelled ``stage`` (its name) and ``po
     ianet_stream_queue_depth_max        the most that waited
     ianet_stream_drops_total            frames dropped before the stage could work on them
     ianet_stream_reconnects_total       reconnections of a live source
+    ianet_stream_degradations_total     steps taken to meet a live input's latency bound
 
+per stream, labelled ``stream``: ``ianet_stream_stream_state`` (1 for its state: starting,
+running, reconnecting, stalled, ended, failed), frames in and out, input and processed
+frames/s, drops and the age of its last frame;
 and for the whole run ``ianet_stream_latency_seconds`` (``quantile`` 0.5 / 0.95): capture to
 leaving the last stage, plus the process's own ``process_*`` figures (memory, CPU, open
 files). The endpoint listens on loopback unless told otherwise; it shows stage names and
@@ -22,15 +26,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from types import TracebackType
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ianet_stream.admission import State
 from ianet_stream.errors import ConfigError
 from ianet_stream.stats import RunStats
 
 DEFAULT_HOST = "127.0.0.1"
+STREAM_STATES = get_args(State)
 QUANTILES = (50, 95)
 _LABELS = ["stage", "position"]
 
@@ -86,7 +93,40 @@ class RunCollector(Collector):
         )
         for q in QUANTILES:
             latency.add_metric([str(q / 100)], stats.latency.percentile_ms(q) / 1000)
-        yield from (frames, fps, times, depth, depth_max, drops, reconnects, latency)
+        degraded = CounterMetricFamily(
+            "ianet_stream_degradations", "steps taken to meet the latency bound", labels=_LABELS
+        )
+        for position, stage in enumerate(stats.stages, start=1):
+            degraded.add_metric([stage.name, str(position)], int(stage.counters.get("degraded", 0)))
+        yield from (frames, fps, times, depth, depth_max, drops, reconnects, latency, degraded)
+        yield from _stream_metrics(stats.health.as_list())
+
+
+def _stream_metrics(streams: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Per stream: state (1 for the current one), frames in and out, rates, drops, age."""
+    state = GaugeMetricFamily(
+        "ianet_stream_stream_state", "1 for the stream's current state", labels=["stream", "state"]
+    )
+    per_stream = (
+        ("frames_in", CounterMetricFamily, "frames_in", "frames captured"),
+        ("frames_out", CounterMetricFamily, "frames_out", "frames through the pipeline"),
+        ("input_fps", GaugeMetricFamily, "input_fps", "frames captured per second"),
+        ("processed_fps", GaugeMetricFamily, "processed_fps", "frames through per second"),
+        ("drops", CounterMetricFamily, "drops", "frames dropped"),
+        ("last_frame_age_s", GaugeMetricFamily, "last_frame_age_seconds", "since its last frame"),
+    )
+    figures = {
+        key: family(f"ianet_stream_stream_{name}", text, labels=["stream"])
+        for key, family, name, text in per_stream
+    }
+    for stream in streams:
+        for name in STREAM_STATES:
+            state.add_metric([stream["stream"], name], float(stream["state"] == name))
+        for key, family in figures.items():
+            if stream[key] is not None:
+                family.add_metric([stream["stream"]], stream[key])
+    yield state
+    yield from figures.values()
 
 
 class MetricsServer:

@@ -5,16 +5,17 @@ order; when the source's input ends, an end-of-input marker follows them and eac
 closes after forwarding it, so every stage has flushed when its successor closes. A
 stage takes up to ``batch`` frames per call: what is queued, without waiting for more.
 
-Live inputs (the source's options carry ``live``, a ``LiveOptions``) with
-``policy: latest`` trade completeness for freshness: the queues hold one batch and drop
-their oldest frame when full, and every stage drops the frames older than
-``max_latency_ms`` (since capture) before working on them, except the newest one when
-nothing newer waits (a pipeline slower than ``max_latency_ms`` still delivers its freshest
-frames). Any frame may go, a stream's first too: the flow stage takes the first frame it
-sees as the stream's first (zero flow), the encoder's timeline starts at the first frame
-it writes. Every dropped frame is counted, per stage. ``policy: all`` and file inputs
-drop nothing (back-pressure). The end-to-end latency of every frame (capture to leaving
-the last stage) goes into the run's figures.
+Live inputs with ``policy: latest`` (``LiveOptions``) trade completeness for freshness
+at the door (``ianet_stream.admission``): at most ``in_flight`` frames of a stream are in
+the pipeline, the newest frame waits for room and the older ones are dropped there, before
+any work is spent on them; every frame let in is finished (except, after a real stall,
+frames older than ``LiveOptions.stall_s``). Stages then take at most one frame per stream
+per batch (batches span streams, not time) and never wait for frames that are not there.
+When frames take longer than ``max_latency_ms`` from capture to output, the runner says so
+and asks the slowest stage to ``degrade`` one step at a time. Every dropped frame is
+counted where it was dropped; each stream's health is followed. ``policy: all`` and file
+inputs drop nothing (back-pressure). The end-to-end latency of every frame (capture to
+leaving the last stage) goes into the run's figures.
 
 Stopping: the first SIGINT/SIGTERM calls ``source.stop()`` and lets the frames in flight
 through (outputs complete and kept); a second one, or a stage's error, aborts: the queues
@@ -30,6 +31,7 @@ flow through as at the end of the input and the outputs are kept.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import signal
 import threading
@@ -37,11 +39,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any
 
 from rich.live import Live
 from rich.text import Text
 
+from ianet_stream.admission import Admission, LatencyGuard
 from ianet_stream.config import PipelineSpec, resolve_device
 from ianet_stream.console import console
 from ianet_stream.errors import InputError, QueueClosed
@@ -53,6 +56,7 @@ from ianet_stream.uris import redact, redact_text
 log = logging.getLogger(__name__)
 
 ABORT_GRACE_S = 3.0  # how long an abort waits for stages to close before giving up on them
+_LIVE_QUEUE = 64  # queue capacity behind the door of a live input (frames are bounded there)
 STOP_GRACE_S = 1.0  # how long a stopped source may stay blocked in a read before it is left
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -69,21 +73,13 @@ Item = Message | EndOfInput
 
 
 class MessageQueue:
-    """A bounded queue of messages between two stages.
+    """A bounded queue of messages between two stages: a full queue makes ``put`` wait
+    (back-pressure: nothing is lost). ``peak`` is the most items it has held."""
 
-    ``policy="block"``: a full queue makes ``put`` wait (back-pressure: nothing is lost).
-    ``policy="latest"``: a full queue drops its oldest frame to make room for a new one
-    (stream markers are never dropped) and counts it in ``dropped``: for live sources,
-    whose latency must stay bounded when the stages downstream are slower. ``peak`` is the
-    most items it has held.
-    """
-
-    def __init__(self, capacity: int, policy: Literal["block", "latest"] = "block") -> None:
+    def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
-        self.policy = policy
-        self.dropped = 0
         self.peak = 0
         self._items: collections.deque[Item] = collections.deque()
         self._changed = threading.Condition()
@@ -95,9 +91,6 @@ class MessageQueue:
     def put(self, item: Item) -> None:
         """Append ``item``; raises ``QueueClosed`` once the queue is closed."""
         with self._changed:
-            if self.policy == "latest" and isinstance(item, Frame):
-                while len(self._items) >= self.capacity and self._drop_oldest_frame():
-                    self.dropped += 1
             while len(self._items) >= self.capacity and not self._closed:
                 self._changed.wait()
             if self._closed:
@@ -106,9 +99,10 @@ class MessageQueue:
             self.peak = max(self.peak, len(self._items))
             self._changed.notify_all()
 
-    def take(self, limit: int) -> list[Item]:
+    def take(self, limit: int, one_per_stream: bool = False) -> list[Item]:
         """Wait for the next item; a frame comes with the frames queued right behind it,
-        up to ``limit`` in all. Returns ``[marker]`` or a list of frames."""
+        up to ``limit`` in all (with ``one_per_stream``, up to the first frame of a stream
+        already taken). Returns ``[marker]`` or a list of frames."""
         with self._changed:
             while not self._items and not self._closed:
                 self._changed.wait()
@@ -116,28 +110,20 @@ class MessageQueue:
                 raise QueueClosed
             taken = [self._items.popleft()]
             if isinstance(taken[0], Frame):
+                streams = {taken[0].stream}
                 while len(taken) < limit and self._items and isinstance(self._items[0], Frame):
+                    if one_per_stream and self._items[0].stream in streams:
+                        break
+                    streams.add(self._items[0].stream)
                     taken.append(self._items.popleft())
             self._changed.notify_all()
             return taken
-
-    def holds_frames(self) -> bool:
-        """Whether a frame is waiting (not only stream markers)."""
-        with self._changed:
-            return any(isinstance(item, Frame) for item in self._items)
 
     def close(self) -> None:
         """Wake every waiter with ``QueueClosed``; later puts and takes raise it too."""
         with self._changed:
             self._closed = True
             self._changed.notify_all()
-
-    def _drop_oldest_frame(self) -> bool:
-        for position, item in enumerate(self._items):
-            if isinstance(item, Frame):
-                del self._items[position]
-                return True
-        return False
 
 
 def run_pipeline(
@@ -190,8 +176,13 @@ class _Runner:
         self.uris = spec.inputs or [spec.source.name]
         self.input = ", ".join(redact(u) for u in self.uris)
         self.live: LiveOptions | None = None
-        self.max_age: float | None = None
         self.queues = [MessageQueue(2 * spec.batch) for _ in spec.stages[1:]]
+        self.admission: Admission | None = None  # the door of live inputs with latest
+        self.guard: LatencyGuard | None = None
+        self._one_per_stream = False
+        self._stall_s: float | None = None
+        self._degrade_next: int | None = None  # the stage asked to make itself cheaper
+        self._spent: set[int] = set()  # stages with nothing left to give
         inboxes = [None, *self.queues]
         self.stats = RunStats(
             [
@@ -212,6 +203,8 @@ class _Runner:
         self._input_ended = False
         self._source_left = False
         self._stopping_since: float | None = None
+        for context in contexts:
+            context.stream_state = self.stats.health.report
 
     def run(self, *, quiet: bool, signals: Sequence[signal.Signals]) -> RunSummary:
         threads = [threading.Thread(target=self._source_main, name="stage-0", daemon=True)]
@@ -304,13 +297,19 @@ class _Runner:
             self._close(0)
 
     def _go_live(self, liveness: Liveness) -> None:
-        """Set the queues' policy for the source's input, before its first message."""
+        """Set up the door and the latency guard of a live input with ``policy: latest``,
+        before the source's first message."""
         self.live = live = liveness.options
         self.stats.liveness = liveness
-        if live is not None and live.policy == "latest":
-            self.max_age = live.max_latency_ms / 1000
-            for queue in self.queues:
-                queue.policy, queue.capacity = "latest", self.spec.batch
+        if live is None or live.policy != "latest":
+            return
+        self.admission = Admission(live.in_flight, self.queues[0].put, self.stats.health)
+        self.stats.watch_door(self.admission)
+        self.guard = LatencyGuard(live.max_latency_ms / 1000, live.degrade, self._request_degrade)
+        self._one_per_stream = True
+        self._stall_s = live.stall_s
+        for queue in self.queues:  # the door bounds the frames inside; markers always pass
+            queue.capacity = max(queue.capacity, _LIVE_QUEUE)
 
     def _lose_source(self, error: Exception) -> None:
         """A live source failed (a camera gone for good): the run fails with its error, but
@@ -318,6 +317,7 @@ class _Runner:
         with self._lock:
             if self._error is None and self._aborted_at is None:
                 self._error = (0, error)
+        self.stats.health.fail_open()
         with suppress(QueueClosed):
             self._end_input()
 
@@ -329,6 +329,10 @@ class _Runner:
                 return
             self._input_ended = True
             for stream in sorted(self._open_streams):
+                if self.admission is not None:
+                    self.admission.end(stream)
+                health = self.stats.health.get(stream)
+                health.state = "failed" if health.state == "failed" else "ended"
                 self.queues[0].put(StreamEnd(stream))
             self._open_streams.clear()
             self.queues[0].put(END_OF_INPUT)
@@ -336,17 +340,28 @@ class _Runner:
     def _emit(self, message: Message) -> None:
         now = time.perf_counter()
         is_frame = isinstance(message, Frame)
+        health = self.stats.health
         with self._emitting:
             if self._input_ended or self._source_left:
                 raise QueueClosed  # the input was ended without this source
             if isinstance(message, StreamStart):
                 self._open_streams.add(message.info.id)
+                health.get(message.info.id, message.info.name)
             elif isinstance(message, StreamEnd):
                 self._open_streams.discard(message.stream)
+                if self.admission is not None:
+                    self.admission.end(message.stream)
+                ended = health.get(message.stream)
+                ended.state = "failed" if ended.state == "failed" else "ended"
             elif not is_frame:
                 raise TypeError(f"a source emitted {type(message).__name__}, not a message")
             self.stats.stages[0].record(now - self._source_clock, int(is_frame))
-            self.queues[0].put(message)
+            if is_frame:
+                health.get(message.stream).arrived(message)
+            if is_frame and self.admission is not None:
+                self.admission.offer(message)
+            else:
+                self.queues[0].put(message)
         self._source_clock = time.perf_counter()
 
     def _stage_main(self, index: int) -> None:
@@ -361,15 +376,19 @@ class _Runner:
                 torch.set_num_threads(self.torch_threads)  # this thread's share of the cores
             stage = self.stages[index] = spec.cls(spec.options, self.contexts[index])
             stage.open()
-            while (messages := inbox.take(self.spec.batch))[0] is not END_OF_INPUT:
+            take = functools.partial(inbox.take, self.spec.batch, self._one_per_stream)
+            while (messages := take())[0] is not END_OF_INPUT:
                 head = messages[0]
                 if isinstance(head, Frame):
-                    messages = self._fresh(messages, stats, inbox)
+                    messages = self._fresh(messages, stats)
                     if not messages:
                         continue
+                if self._degrade_next == index:
+                    self._degrade(index, stage)
                 started = time.perf_counter()
                 if isinstance(head, Frame):
                     out = stage.process(messages)
+                    self._release(messages, out, last=outbox is None)
                 elif isinstance(head, StreamStart):
                     stage.start_stream(head.info)
                     streams.add(head.info.id)
@@ -380,7 +399,7 @@ class _Runner:
                 frames = len(messages) if isinstance(head, Frame) else 0
                 stats.record(time.perf_counter() - started, frames)
                 if outbox is None:
-                    self._record_latency(messages if frames else [])
+                    self._finished(messages if frames else [])
                 else:
                     for message in out:
                         outbox.put(message)
@@ -394,21 +413,68 @@ class _Runner:
         finally:
             self._close(index)
 
-    def _fresh(self, frames: list[Frame], stats: StageStats, inbox: MessageQueue) -> list[Frame]:
-        """The frames young enough to work on (all of them unless ``policy: latest``)."""
-        if self.max_age is None:
+    def _fresh(self, frames: list[Frame], stats: StageStats) -> list[Frame]:
+        """The frames to work on: all of them, unless a stall (live inputs with ``latest``)
+        left some older than ``LiveOptions.stall_s``; those are dropped and counted."""
+        if self._stall_s is None:
             return frames
         now = time.monotonic()
-        fresh = [frame for frame in frames if now - frame.captured <= self.max_age]
-        if not fresh and not inbox.holds_frames():
-            fresh = frames[-1:]  # nothing newer is waiting: the freshest frame there is
-        stats.stale += len(frames) - len(fresh)
+        fresh = [frame for frame in frames if now - frame.captured <= self._stall_s]
+        if len(fresh) < len(frames):
+            stale = [frame for frame in frames if frame not in fresh]
+            stats.stale += len(stale)
+            for frame in stale:
+                self.stats.health.get(frame.stream).drops += 1
+            self.admission.release(stale)
         return fresh
 
-    def _record_latency(self, frames: list[Frame]) -> None:
+    def _release(self, taken: list[Frame], out: list[Frame], last: bool) -> None:
+        """Tell the door which frames left the pipeline: all of them after the last stage,
+        elsewhere those a stage did not pass on."""
+        if self.admission is None:
+            return
+        if last:
+            self.admission.release(taken)
+        else:
+            kept = {id(frame) for frame in out}
+            self.admission.release([frame for frame in taken if id(frame) not in kept])
+
+    def _finished(self, frames: list[Frame]) -> None:
+        """Frames left the last stage: their latency, their streams' health, the guard."""
         now = time.monotonic()
+        self.stats.health.finished(frames)
         for frame in frames:
-            self.stats.latency.record(now - frame.captured)
+            latency = now - frame.captured
+            self.stats.latency.record(latency)
+            if self.guard is not None:
+                self.guard.record(latency)
+
+    def _request_degrade(self) -> bool:
+        """Ask the slowest stage that can still give something to degrade one step; False
+        when none is left. The stage does it in its own thread, before its next batch."""
+        candidates = [
+            (stage.busy / stage.frames, index)
+            for index, stage in enumerate(self.stats.stages)
+            if index > 0 and index not in self._spent and stage.frames
+        ]
+        if not candidates:
+            return False
+        self._degrade_next = max(candidates)[1]
+        return True
+
+    def _degrade(self, index: int, stage: Stage) -> None:
+        """Make ``stage`` one step cheaper (it was asked to), and record what changed."""
+        self._degrade_next = None
+        change = stage.degrade()
+        if change is None:
+            self._spent.add(index)
+            if self.guard is not None and not self._request_degrade():
+                self.guard.exhausted = True
+            return
+        counters = self.contexts[index].stats
+        counters["degraded"] = counters.get("degraded", 0) + 1
+        self.stats.degradations.append(f"{self.spec.stages[index].name}: {change}")
+        log.warning("live latency: %s: %s", self.spec.stages[index].label, change)
 
     def _end_streams(self, index: int, streams: set[str]) -> None:
         """After an abort that keeps outputs: end the stage's open streams (frames dropped)."""

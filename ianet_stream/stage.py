@@ -44,6 +44,7 @@ Sources implement ``run(emit)`` instead of ``process``: they call ``emit`` with
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -68,7 +69,9 @@ class Context:
     before ``close`` when the outputs must not be kept (see the module docstring).
     ``request_stop``, set by the runner, ends the run as a first Ctrl-C does (the source
     stops, the frames in flight are finished, outputs kept): for a stage whose user asked
-    to stop, e.g. by closing the preview window.
+    to stop, e.g. by closing the preview window. ``stream_state``, set by the runner, lets
+    a source say that one of its streams is ``reconnecting`` (or ``running`` again); the
+    run's per-stream health shows it.
     """
 
     device: str = "cpu"
@@ -77,31 +80,65 @@ class Context:
     stats: dict[str, Any] = field(default_factory=dict)
     failed: bool = False
     request_stop: Callable[[], None] | None = field(default=None, repr=False)
+    stream_state: Callable[[str, str], None] | None = field(default=None, repr=False)
+
+    def report(self, stream: str, state: str) -> None:
+        """Tell the runner the state of ``stream`` (a no-op outside a runner)."""
+        if self.stream_state is not None:
+            self.stream_state(stream, state)
 
 
 @dataclass
 class LiveOptions:
     """How a live source (camera, network stream, pipe) trades completeness for freshness.
 
-    A source's options carry ``live: LiveOptions | None``; ``None`` means a file-like input
-    (back-pressure: every frame processed). ``policy="latest"`` keeps only the newest
-    frames so the latency from capture to sink stays near ``max_latency_ms`` when the stages
-    are slower than the input (dropped frames are counted); ``policy="all"`` drops nothing
-    (recording).
+    ``policy="latest"``: admission control (see ``ianet_stream.admission``): at most
+    ``in_flight`` frames of a stream are in the pipeline; the newest frame that arrives
+    meanwhile waits at the door and the ones it replaces are dropped there, before any stage
+    works on them; every frame let in is finished. When the pipeline alone takes longer
+    than ``max_latency_ms`` per frame, it says so and (``degrade``) makes stages cheaper in
+    steps until it fits. ``policy="all"`` drops nothing (recording).
     """
 
     policy: Literal["latest", "all"] = field(
         default="latest",
-        metadata={"help": "latest: drop old frames to bound latency; all: keep every frame"},
+        metadata={
+            "help": "latest: drop frames at the door to bound latency; all: keep every frame"
+        },
     )
     max_latency_ms: float = field(
         default=500.0,
-        metadata={"help": "with latest: frames older than this (since capture) are dropped"},
+        metadata={
+            "help": "with latest: the bound on capture-to-output latency; a pipeline slower "
+            "than this is made cheaper (degrade) or warned about"
+        },
+    )
+    in_flight: int = field(
+        default=2,
+        metadata={
+            "help": "with latest: frames of a stream in the pipeline at once (1: lowest "
+            "latency; 2: stages overlap)"
+        },
+    )
+    degrade: bool = field(
+        default=True,
+        metadata={
+            "help": "with latest: when one frame takes longer than max_latency_ms, lower the "
+            "flow preset, the working sizes, then reuse flow, step by step until it fits"
+        },
     )
 
     def __post_init__(self) -> None:
-        if self.max_latency_ms <= 0:
+        if not (self.max_latency_ms > 0 and math.isfinite(self.max_latency_ms)):
             raise ValueError(f"max_latency_ms: expected > 0, got {self.max_latency_ms}")
+        if not 1 <= self.in_flight <= 16:
+            raise ValueError(f"in_flight: expected 1 to 16 frames, got {self.in_flight}")
+
+    @property
+    def stall_s(self) -> float:
+        """A frame older than this at a stage's door is stale after a stall, and dropped:
+        four times the bound, at least two seconds."""
+        return max(4 * self.max_latency_ms / 1000, 2.0)
 
 
 class Liveness(NamedTuple):
@@ -148,6 +185,12 @@ class Stage:
     def provided_fields(cls, options: Any) -> frozenset[str]:
         """The ``Frame`` fields this stage sets with these options (``provides`` by default)."""
         return frozenset(cls.provides)
+
+    def degrade(self) -> str | None:
+        """Make the stage cheaper by one step, when a live pipeline is slower than its
+        latency bound; returns what changed ("flow size 192 -> 144"), or None when nothing
+        is left to give. Called in the stage's own thread, between batches."""
+        return None
 
     def __init__(self, options: Any, context: Context) -> None:
         self.options = options

@@ -7,14 +7,18 @@ from __future__ import annotations
 import json
 import math
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from rich import box
+from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 
 from ianet.atomic import write_text
+from ianet_stream.admission import StreamsHealth
 from ianet_stream.errors import InputError
 from ianet_stream.stage import Liveness
 
@@ -79,7 +83,6 @@ class LatencyLog:
 class QueueView(Protocol):
     """What the figures read of the queue in front of a stage (``runner.MessageQueue``)."""
 
-    dropped: int
     peak: int
 
     def __len__(self) -> int: ...
@@ -91,10 +94,11 @@ class StageStats:
     ``busy`` is the time spent in the stage's own calls; ``frames/s`` is frames over
     ``busy`` (the stage's throughput when it has input); each frame of a batch is charged
     the call's time divided by the batch size. ``inbox`` is the queue in front of the stage
-    (``None`` for the source). ``stale`` counts the frames the stage dropped as too old
-    (live inputs); ``drops`` adds the frames its full inbox dropped and those the stage
+    (``None`` for the source). ``stale`` counts the frames the stage dropped as stale after
+    a stall (live inputs); for the source, ``not_admitted`` counts the frames dropped at the
+    door of a live pipeline (``ianet_stream.admission``); ``drops`` adds those the stage
     counted itself. ``counters`` is the stage's ``context.stats`` (``drops``,
-    ``reconnects``, ...).
+    ``reconnects``, ``degraded``, ...).
     """
 
     def __init__(
@@ -107,6 +111,7 @@ class StageStats:
         self.frames = 0
         self.busy = 0.0
         self.stale = 0
+        self.not_admitted: Callable[[], int] = lambda: 0
         self.times = LatencyLog()
 
     def record(self, seconds: float, frames: int) -> None:
@@ -122,8 +127,7 @@ class StageStats:
 
     @property
     def drops(self) -> int:
-        queued = self.inbox.dropped if self.inbox is not None else 0
-        return queued + self.stale + int(self.counters.get("drops", 0))
+        return self.not_admitted() + self.stale + int(self.counters.get("drops", 0))
 
     @property
     def queue_depth(self) -> int:
@@ -157,6 +161,14 @@ class RunStats:
     stages: list[StageStats]
     latency: LatencyLog = field(default_factory=LatencyLog)
     liveness: Liveness | None = None  # the source's, once it is open
+    health: StreamsHealth = field(default_factory=StreamsHealth)
+    degradations: list[str] = field(default_factory=list)
+
+    def watch_door(self, admission: Any) -> None:
+        """Count the frames dropped at ``admission`` (a live input's door) as the
+        source's drops."""
+        if self.stages:
+            self.stages[0].not_admitted = lambda: admission.dropped
 
     @property
     def frames(self) -> int:
@@ -218,6 +230,8 @@ class RunSummary:
                 "p95": round(latency.percentile_ms(95), 3),
             },
             "stages": [stage.as_dict(self.seconds) for stage in self.stages],
+            "streams": self.stats.health.as_list(),
+            "degradations": list(self.stats.degradations),
         }
 
 
@@ -233,8 +247,41 @@ def status_line(stats: RunStats, seconds: float) -> str:
     return f"{line}  |  {seconds:.1f} s"
 
 
-def stats_table(summary: RunSummary) -> Table:
-    """The end-of-run table, one row per stage; the totals above and below it."""
+def stats_table(summary: RunSummary) -> Group:
+    """The end-of-run tables: one row per stage with the totals above and below it; for
+    live inputs and several streams, one row per stream; what was degraded, if anything."""
+    parts: list[Any] = [_stages_table(summary)]
+    if summary.stats.liveness is not None and (
+        summary.stats.liveness.options is not None or len(summary.stats.health.streams) > 1
+    ):
+        parts.append(streams_table(summary.stats.health.as_list()))
+    parts += [f"degraded: {change}" for change in summary.stats.degradations]
+    return Group(*parts)
+
+
+def streams_table(streams: list[dict[str, Any]]) -> Table:
+    """One row per stream: state, frames in and out, rates, drops, age of the last frame."""
+    table = Table(box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    columns = ["stream", "state", "in", "out", "in/s", "out/s", "drops", "last frame"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("stream", "state") else "right")
+    for stream in streams:
+        age = stream["last_frame_age_s"]
+        table.add_row(
+            escape(stream["stream"]),
+            stream["state"],
+            str(stream["frames_in"]),
+            str(stream["frames_out"]),
+            f"{stream['input_fps']:.1f}",
+            f"{stream['processed_fps']:.1f}",
+            str(stream["drops"]),
+            "" if age is None else f"{age:.1f} s ago",
+        )
+    return table
+
+
+def _stages_table(summary: RunSummary) -> Table:
+    """One row per stage; the totals above and below it."""
     latency, totals = summary.stats.latency, summary.stats
     caption = f"drops {totals.drops}, reconnects {totals.reconnects}"
     if totals.liveness is not None:

@@ -466,6 +466,7 @@ class Decode(Source):
             endless=source.duration is None,
             stop=self._stop,
             stats=self.context.stats,
+            report=lambda state: self.context.report(source.name, state),
         )
 
     def _run_synthetic(self, video: Any, rate: int, emit: Emit) -> None:

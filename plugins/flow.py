@@ -30,6 +30,7 @@ from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context, Stage
 
 _MIN_SIZE = 16
+_DEGRADED_SIZE = 96  # degrade never takes the working size's short side below this
 
 
 @dataclass
@@ -65,6 +66,14 @@ class FlowOptions:
         default="auto",
         metadata={"help": "raft: 'auto' (torchvision's cache or download) or a weights file"},
     )
+    reference: Literal["preceding", "processed"] = field(
+        default="preceding",
+        metadata={
+            "help": "live inputs that drop frames: preceding: flow against the frame just "
+            "before, also when it was dropped (the motion the model learnt); processed: "
+            "against the previous frame that went through (motion across the gap)"
+        },
+    )
 
     def __post_init__(self) -> None:
         parse_working_size(self.size)
@@ -87,39 +96,87 @@ class Flow(Stage):
         self.device = torch.device(context.device)
         self._estimators: dict[str, FlowEstimator] = {}
         self._grid = parse_working_size(options.size)
-        is_raft = options.method != "tvl1"
-        self._method_options = (
-            {"weights": options.weights} if is_raft else {"preset": options.preset}
-        )
+        self._preset = options.preset
+        self._reuse = 1  # estimate every frame (degrade: every second one, reusing flow)
+        self._reused: dict[str, tuple[int, Frame]] = {}  # a stream's last estimated frame
 
     def open(self) -> None:
         if self.options.method != "tvl1":  # load the weights now: a missing file fails early
             load_raft(self.options.method, self.options.weights, self.device)
 
     def start_stream(self, info: StreamInfo) -> None:
-        self._estimators[info.id] = FlowEstimator(
-            self.options.method,
-            self.options.alignment,
-            self.options.warm_start,
-            **self._method_options,
+        self._estimators[info.id] = self._new_estimator()
+
+    def _new_estimator(self) -> FlowEstimator:
+        options = self.options
+        method_options = (
+            {"weights": options.weights} if options.method != "tvl1" else {"preset": self._preset}
+        )
+        return FlowEstimator(
+            options.method, options.alignment, options.warm_start, **method_options
         )
 
     def end_stream(self, stream: str) -> list[Frame]:
         self._estimators.pop(stream, None)
+        self._reused.pop(stream, None)
         return []
+
+    def degrade(self) -> str | None:
+        """Cheaper, in steps: TV-L1's fast preset; the working size down by a quarter (not
+        below 96 pixels); then flow estimated for every second frame, reused between."""
+        if self.options.method == "tvl1" and self._preset != "fast":
+            before, self._preset = self._preset, "fast"
+            self._estimators = {stream: self._new_estimator() for stream in self._estimators}
+            return f"tvl1 preset {before} -> fast"
+        if isinstance(self._grid, int) or self._grid is None:
+            current = self._grid or 256
+            smaller = max(_DEGRADED_SIZE, round(current * 0.75))
+            if smaller < current:
+                self._grid = smaller
+                return f"working size {current} -> {smaller}"
+        if self._reuse == 1:
+            self._reuse = 2
+            return "flow estimated for every second frame, reused in between"
+        return None
 
     def close(self) -> None:
         self._estimators.clear()
 
     def process(self, frames: list[Frame]) -> list[Frame]:
-        for runs in stream_runs(frames):
+        estimated, copies = self._plan(frames)
+        for runs in stream_runs(estimated):
             groups: dict[tuple[int, int], list[list[Frame]]] = {}
             for run in runs:
                 height, width = run[0].image.shape[:2]
                 groups.setdefault(working_size(height, width, self._grid), []).append(run)
             for size, group in groups.items():
                 self._estimate(size, group)
+        for frame, source in copies:
+            frame.image = torch.as_tensor(frame.image).to(self.device)
+            frame.flow, frame.flow_image = source.flow, source.flow_image
         return frames
+
+    def _plan(self, frames: list[Frame]) -> tuple[list[Frame], list[tuple[Frame, Frame]]]:
+        """The frames to estimate, and (frame, estimated frame) pairs of those that reuse
+        a flow: after ``degrade`` went that far, a frame whose stream's last estimated frame
+        is less than ``_reuse`` frames back. An estimated frame after a reusing one is
+        estimated against it (its ``previous``), so its flow spans one frame interval."""
+        if self._reuse == 1:
+            return frames, []
+        estimated, copies = [], []
+        skipped: dict[str, Frame] = {}
+        for frame in frames:
+            last = self._reused.get(frame.stream)
+            if last is not None and frame.index - last[0] < self._reuse:
+                copies.append((frame, last[1]))
+                skipped[frame.stream] = frame
+                continue
+            before = skipped.pop(frame.stream, None)
+            if before is not None and frame.previous is None:
+                frame.previous = before.image
+            estimated.append(frame)
+            self._reused[frame.stream] = (frame.index, frame)
+        return estimated, copies
 
     def _estimate(self, size: tuple[int, int], runs: list[list[Frame]]) -> None:
         """Fill flow and flow image of runs of frames (each of one stream and one size, the
@@ -127,10 +184,14 @@ class Flow(Stage):
         images = [
             torch.stack([torch.as_tensor(f.image) for f in run]).to(self.device) for run in runs
         ]
-        requests = [
-            (self._estimator(run[0].stream), resize_images(pictures, size))
-            for run, pictures in zip(runs, images, strict=True)
-        ]
+        requests = []
+        for run, pictures in zip(runs, images, strict=True):
+            estimator = self._estimator(run[0].stream)
+            previous = run[0].previous
+            if previous is not None and self.options.reference == "preceding":
+                before = torch.as_tensor(previous).to(self.device)[None]
+                estimator.follow(resize_images(before, size))
+            requests.append((estimator, resize_images(pictures, size)))
         results = estimate_streams(requests)
         colours = flow_to_image(torch.cat([result.flow for result in results]))
         colours = colours.split([len(run) for run in runs])
@@ -154,13 +215,15 @@ class Flow(Stage):
 def stream_runs(frames: list[Frame]) -> list[list[list[Frame]]]:
     """A batch's frames as runs (a stream's consecutive frames of one size), in rounds.
 
-    Each stream's frames form one run, in order, unless their size changes; its later runs
-    go to later rounds, so that a round holds at most one run per stream.
+    Each stream's frames form one run, in order, unless their size changes or a frame
+    follows a dropped one (it carries ``previous``); its later runs go to later rounds, so
+    that a round holds at most one run per stream.
     """
     by_stream: dict[str, list[list[Frame]]] = {}
     for frame in frames:
         runs = by_stream.setdefault(frame.stream, [])
-        if runs and tuple(runs[-1][-1].image.shape) == tuple(frame.image.shape):
+        same_size = runs and tuple(runs[-1][-1].image.shape) == tuple(frame.image.shape)
+        if same_size and frame.previous is None:
             runs[-1].append(frame)
         else:
             runs.append([frame])

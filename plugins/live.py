@@ -283,6 +283,8 @@ class Reconnecting:
     the redacted URI). Frames come out on ``timeline``. A connection that ends cleanly
     when the input has an end (``endless=False``: a file served over HTTP) ends the
     frames. When the attempts run out the frames end and ``lost`` holds the error message.
+    ``report`` hears ``reconnecting`` when the connection is lost, ``running`` when it is
+    back and ``failed`` when it is given up (the stream's health).
     """
 
     def __init__(
@@ -296,12 +298,14 @@ class Reconnecting:
         endless: bool,
         stop: threading.Event,
         stats: dict[str, Any],
+        report: Callable[[str], None] = lambda state: None,
     ) -> None:
         self.uri = uri
         self.lost: str | None = None
         self._first, self._connect = first, connect
         self._options, self._timeline = options, timeline
         self._endless, self._stop, self._stats = endless, stop, stats
+        self._report = report
 
     def __iter__(self) -> Iterator[Any]:
         connection: Connection | None = self._first
@@ -326,6 +330,7 @@ class Reconnecting:
     def _reconnect(self, reason: str) -> Connection | None:
         """A new connection, or ``None`` when stopped or out of attempts (``lost`` set)."""
         attempts = self._options.attempts
+        self._report("reconnecting")
         for attempt, delay in enumerate(self._options.delays(), start=1):
             log.warning(
                 "%s: %s; reconnecting in %.1f s (attempt %d of %d)",
@@ -344,9 +349,11 @@ class Reconnecting:
                 reason = str(error).removeprefix(f"{self.uri}: ")
                 continue
             log.warning("%s: reconnected", self.uri)
+            self._report("running")
             return connection
         if attempts:
             self.lost = f"{self.uri}: lost after {attempts} reconnect attempts ({reason})"
         else:
             self.lost = f"{self.uri}: lost ({reason}; reconnect.attempts is 0)"
+        self._report("failed")
         return None

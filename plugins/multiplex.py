@@ -11,12 +11,12 @@ naming that input, once every thread has ended.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from ianet_stream.errors import InputError, QueueClosed
 from ianet_stream.frame import Frame, StreamEnd, StreamStart
-from ianet_stream.stage import Emit, Message, Source
+from ianet_stream.stage import Context, Emit, Message, Source
 from ianet_stream.uris import StreamNames, parse_uri, redact
 
 
@@ -32,6 +32,15 @@ class _Renamer:
         self._reserved: str | None = reserved
         self._expected = expected
         self._ids: dict[str, str] = {}
+
+    def report_to(self, context: Context) -> Callable[[str, str], None]:
+        """A ``Context.stream_state`` that tells ``context`` about this input's streams
+        under their run-wide ids."""
+
+        def report(stream: str, state: str) -> None:
+            context.report(self._ids.get(stream, stream), state)
+
+        return report
 
     def __call__(self, message: Message) -> Message:
         if isinstance(message, StreamStart):
@@ -64,6 +73,8 @@ class Multiplexer:
         self._names = StreamNames()
         expected = [parse_uri(uri).name for uri in self.uris]
         self._renamers = [_Renamer(self._names, self._names.claim(name), name) for name in expected]
+        for source, renamer in zip(self.sources, self._renamers, strict=True):
+            source.context = replace(source.context, stream_state=renamer.report_to(source.context))
 
     def open(self) -> None:
         """Open every input, in order: the first that cannot be opened raises."""

@@ -27,6 +27,7 @@ from ianet_stream.frame import Frame
 from ianet_stream.stage import Context, Stage
 
 _MIN_SIZE = 64
+_DEGRADED_SIZE = 96  # degrade never takes the model's input below this
 DEFAULT_CHECKPOINT = "builtin:ianet-lite-synthetic"
 
 
@@ -85,19 +86,32 @@ class Saliency(Stage):
         self.predictor: Predictor | None = None
 
     def open(self) -> None:
+        self.predictor = self._predictor(self.options.size)
+        self._passes = 0
+
+    def _predictor(self, size: int | None) -> Predictor:
         options = self.options
-        self.predictor = shared_predictor(
+        return shared_predictor(
             options.checkpoint,
             _file_version(options.checkpoint),
-            options.size,
+            size,
             str(self.device),
             options.precision,
             self.context.batch,
         )
-        self._passes_before = self.predictor.forward_passes
 
     def close(self) -> None:
         self.predictor = None
+
+    def degrade(self) -> str | None:
+        """Cheaper: the model's input size down by a fifth, in multiples of 32, not below
+        96 (maps get coarser)."""
+        size = self.predictor.size
+        smaller = max(_DEGRADED_SIZE, 32 * round(0.8 * size / 32))
+        if smaller >= size:
+            return None
+        self.predictor = self._predictor(smaller)
+        return f"model input {size} -> {smaller}"
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         images = [torch.as_tensor(frame.image).to(self.device) for frame in frames]
@@ -105,12 +119,14 @@ class Saliency(Stage):
             None if frame.flow_image is None else torch.as_tensor(frame.flow_image).to(self.device)
             for frame in frames
         ]
+        before = self.predictor.forward_passes
         maps = self.predictor(images, flow_images)
+        self._passes += self.predictor.forward_passes - before
         threshold = self.options.threshold
         for frame, image, saliency in zip(frames, images, maps, strict=True):
             frame.image = image
             frame.saliency = saliency if threshold is None else (saliency >= threshold).float()
-        self.context.stats["calls"] = self.predictor.forward_passes - self._passes_before
+        self.context.stats["calls"] = self._passes
         return frames
 
 

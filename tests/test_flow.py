@@ -287,3 +287,54 @@ def test_gpu_matches_cpu():
     assert on_gpu.device.type == "cuda"
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-2, rtol=0)
     assert torch.equal(flow_to_image(on_gpu).cpu(), flow_to_image(on_gpu.cpu()))
+
+
+@pytest.mark.parametrize(("reference", "expected"), [("preceding", 1.5), ("processed", 4.5)])
+def test_flow_across_a_gap_of_a_live_input(reference, expected):
+    """Frames 1 and 2 were dropped at the door: frame 3 arrives carrying frame 2's picture,
+    and its flow is one frame interval (the motion the model learnt) or, on request, the
+    motion since frame 0 that went through."""
+    from ianet_stream.frame import Frame, StreamInfo
+    from ianet_stream.stage import Context
+    from ianet_stream_plugins.flow import Flow, FlowOptions
+
+    texture = textured(64, 96, seed=2)
+    pictures = [moved(texture, [[1, 0], [0, 1]], [1.5 * index, 0])[1][0] for index in range(4)]
+    stage = Flow(FlowOptions(preset="balanced", size=None, reference=reference), Context())
+    stage.open()
+    stage.start_stream(StreamInfo("s", "s", "cam", 96, 64))
+    stage.process([Frame(pictures[0].numpy(), 0, "s")])
+    late = Frame(pictures[3].numpy(), 3, "s", previous=pictures[2].numpy())
+    (processed,) = stage.process([late])
+    motion = processed.flow[0, 16:-16, 16:-16].mean().item()
+    assert motion == pytest.approx(expected, abs=0.3)
+    assert processed.flow_image is not None
+
+
+def test_the_flow_stage_degrades_in_documented_steps():
+    from ianet_stream.frame import Frame, StreamInfo
+    from ianet_stream.stage import Context
+    from ianet_stream_plugins.flow import Flow, FlowOptions
+
+    stage = Flow(FlowOptions(preset="balanced", size=256), Context())
+    stage.open()
+    steps = []
+    while (step := stage.degrade()) is not None:
+        steps.append(step)
+    assert steps == [
+        "tvl1 preset balanced -> fast",
+        "working size 256 -> 192",
+        "working size 192 -> 144",
+        "working size 144 -> 108",
+        "working size 108 -> 96",
+        "flow estimated for every second frame, reused in between",
+    ]
+    stage.start_stream(StreamInfo("s", "s", "cam", 96, 64))
+    texture = textured(64, 96, seed=3)
+    frames = [
+        Frame(moved(texture, [[1, 0], [0, 1]], [index, 0])[1][0].numpy(), index, "s")
+        for index in range(4)
+    ]
+    stage.process(frames)
+    assert frames[1].flow is frames[0].flow and frames[3].flow is frames[2].flow
+    assert frames[2].flow is not frames[0].flow

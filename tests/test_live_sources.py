@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from test_decode import decode
 
 from ianet.errors import InputError
@@ -290,9 +292,11 @@ def cameras() -> Iterator[list[Camera]]:
         camera.process.stdout.close()
 
 
-def start_recording(tmp_path: Path, cameras: list[Camera], reconnect: str) -> subprocess.Popen:
+def start_recording(
+    tmp_path: Path, cameras: list[Camera], reconnect: str, *options: str
+) -> subprocess.Popen:
     """A new camera, and ``ianet-stream run`` recording it (decode -> encode to out.mp4,
-    the summary in run.json) in a process; returns once frames are flowing."""
+    the summary in run.json, more ``options``) in a process; returns once frames flow."""
     port = free_port()
     cameras.append(Camera(port))
     config = tmp_path / "camera.yaml"
@@ -303,6 +307,7 @@ def start_recording(tmp_path: Path, cameras: list[Camera], reconnect: str) -> su
         f"  - encode: {{path: '{tmp_path / 'out.mp4'}', preset: ultrafast}}\n"
     )
     command = [sys.executable, "-c", CLI, "run", str(config), "--json", str(tmp_path / "run.json")]
+    command += options
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     cameras[0].wait_for("PLAYING")
     time.sleep(2.5)  # opening an RTSP stream reads about 2 s of it
@@ -338,13 +343,41 @@ def test_frames_from_an_rtsp_camera(cameras, transport):
 
 
 @needs_rtsp_server
+def stream_state(metrics_port: int) -> str | None:
+    """The state the Prometheus endpoint gives the recording's one stream."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "ianet_stream_stream_state" and sample.value == 1:
+                return sample.labels["state"]
+    return None
+
+
+def wait_for_state(metrics_port: int, wanted: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while (state := stream_state(metrics_port)) != wanted:
+        assert time.monotonic() < deadline, f"the stream stayed {state}, not {wanted}"
+        time.sleep(0.1)
+
+
+@needs_rtsp_server
 def test_a_recording_goes_on_when_the_camera_comes_back(tmp_path, cameras):
-    run = start_recording(tmp_path, cameras, "{first_delay_s: 0.2, max_delay_s: 1, attempts: 6}")
+    metrics = free_port()
+    run = start_recording(
+        tmp_path, cameras, "{first_delay_s: 0.2, max_delay_s: 1, attempts: 6}",
+        "--metrics-port", str(metrics),
+    )  # fmt: skip
     port = int(cameras[0].process.args[2])
+    wait_for_state(metrics, "running")
     first_session = cameras[0].kill() + 0.2  # a camera starts with its first client
-    time.sleep(0.3)
+    wait_for_state(metrics, "reconnecting")
     cameras.append(Camera(port))
     cameras[1].wait_for("PLAYING")  # the recording reconnected
+    wait_for_state(metrics, "running")
     time.sleep(2.5)
     run.send_signal(signal.SIGINT)
     err, report, pts = finish(run, tmp_path)
@@ -352,6 +385,8 @@ def test_a_recording_goes_on_when_the_camera_comes_back(tmp_path, cameras):
     assert report["reconnects"] >= 1 and report["status"] == "interrupted"
     assert f"rtsp://user:***@127.0.0.1:{port}/cam: reconnected" in err
     assert len(pts) == report["frames"] > CAMERA_FPS * first_session + 2  # the second camera's too
+    (stream,) = report["streams"]
+    assert stream["state"] == "ended" and stream["frames_out"] == report["frames"]
 
 
 @needs_rtsp_server
@@ -369,6 +404,7 @@ def test_a_camera_gone_for_good_fails_the_run_and_keeps_the_recording(tmp_path, 
     )
     assert report["status"] == "failed" and report["reconnects"] == 2
     assert 0 < len(pts) == report["frames"]
+    assert report["streams"][0]["state"] == "failed"
 
 
 def test_every_input_of_a_list_is_live_when_the_list_is():

@@ -291,14 +291,15 @@ def test_queue_takes_frames_up_to_the_limit_and_markers_alone():
         queue.take(1)
 
 
-def test_latest_policy_drops_the_oldest_frames_but_never_markers():
-    queue = MessageQueue(capacity=3, policy="latest")
-    queue.put(StreamStart(StreamInfo("s", "s", "u", 2, 2)))
-    for index in range(5):
-        queue.put(Frame(None, index, "s"))
-    assert queue.dropped == 3
-    assert isinstance(queue.take(1)[0], StreamStart)
-    assert [frame.index for frame in queue.take(4)] == [3, 4]
+def test_live_batches_span_streams_not_time_and_never_wait():
+    queue = MessageQueue(capacity=8)
+    for stream, index in [("a", 0), ("b", 0), ("a", 1), ("c", 0)]:
+        queue.put(Frame(None, index, stream))
+    taken = queue.take(4, one_per_stream=True)
+    assert [(frame.stream, frame.index) for frame in taken] == [("a", 0), ("b", 0)]
+    assert [(frame.stream, frame.index) for frame in queue.take(4, True)] == [("a", 1), ("c", 0)]
+    queue.put(Frame(None, 2, "a"))
+    assert len(queue.take(4, one_per_stream=True)) == 1  # what is there, at once
 
 
 @pytest.fixture(scope="module")

@@ -193,6 +193,12 @@ class FlowEstimator:
         self._last_frame = None
         self._last_flow = None
 
+    def follow(self, previous: Tensor) -> None:
+        """The next frames follow ``previous`` (1xHxWx3 uint8), not the last frame given:
+        the frames between were skipped. The last flow stays the warm start."""
+        _check_frames("previous", previous)
+        self._last_frame = previous[-1:].clone()
+
     def __call__(self, frames: Tensor) -> StreamFlow:
         """Motion flow of the next frames of the stream.
 
