@@ -3,7 +3,8 @@
 ``normalise`` (ImageNet mean and std, the encoders' training statistics),
 ``resize_pictures`` (PIL-equivalent antialiased bilinear resize of uint8 pictures, as the
 reference preprocessing), ``min_max`` (the reference test procedure's per-map
-normalisation) and ``resize_flow`` (a flow field on another grid, its vectors scaled).
+normalisation), ``map_to_uint8`` (a map as an 8-bit image at a frame's size) and
+``resize_flow`` (a flow field on another grid, its vectors scaled).
 """
 
 from __future__ import annotations
@@ -35,11 +36,30 @@ def resize_pictures(frames: Tensor, size: tuple[int, int]) -> Tensor:
     return TF.resize(pictures, list(size), antialias=True).float()
 
 
+def resize_uint8(pictures: Tensor, size: tuple[int, int]) -> Tensor:
+    """``...xHxWx3`` uint8 pictures at ``size`` = (h, w): antialiased bilinear, uint8
+    throughout (torchvision's uint8 kernel on the CPU); unchanged at that size."""
+    if tuple(pictures.shape[-3:-1]) == tuple(size):
+        return pictures
+    batch = pictures.reshape(-1, *pictures.shape[-3:]).permute(0, 3, 1, 2)
+    resized = TF.resize(batch, list(size), antialias=True).permute(0, 2, 3, 1).contiguous()
+    return resized.reshape(*pictures.shape[:-3], *size, pictures.shape[-1])
+
+
 def min_max(maps: Tensor, dims: tuple[int, ...] = (-2, -1)) -> Tensor:
     """Each map scaled to [0, 1]: ``(s - min) / (max - min + 1e-8)`` over ``dims``."""
     low = maps.amin(dim=dims, keepdim=True)
     high = maps.amax(dim=dims, keepdim=True)
     return (maps - low) / (high - low + 1e-8)
+
+
+def map_to_uint8(saliency: Tensor, size: tuple[int, int]) -> Tensor:
+    """A ``hxw`` (or ``...x1xhxw``) map in [0, 1] as an ``HxW`` uint8 image at ``size``:
+    bilinear (antialiased when it shrinks), then ``round(255 * x)``."""
+    planar = saliency.reshape(1, 1, *saliency.shape[-2:]).float()
+    if tuple(planar.shape[-2:]) != tuple(size):
+        planar = TF.resize(planar, list(size), antialias=True)
+    return planar[0, 0].clamp(0, 1).mul_(255).add_(0.5).to(torch.uint8)
 
 
 def resize_flow(flow: Tensor, size: tuple[int, int]) -> Tensor:

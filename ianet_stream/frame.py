@@ -34,15 +34,20 @@ class StreamInfo:
 class Frame:
     """A decoded picture and the fields the stages add to it.
 
-    Shapes (H, W of the picture):
+    Shapes (H, W of the picture; h, w of the working size the model stages use, the
+    picture reduced once by the flow stage, or H, W when the picture is small enough):
         image: HxWx3 uint8 RGB; a numpy array from decode, a torch tensor once a stage
             has moved it to the pipeline's device (it stays there until a sink downloads it).
+            Only compositing and the sinks touch it at full resolution.
         mask: HxW uint8 ground truth (0/255), from the synthetic source only.
-        flow: 2xHxW float32 tensor in pixels, the motion of each pixel of this frame since
-            the previous one (x then y), on this frame's grid; zeros for a stream's first frame.
-        flow_image: HxWx3 uint8 tensor, the colour-coded flow the model reads; ``None`` for
+        small: hxwx3 uint8 tensor, the picture at the working size (flow stage).
+        flow: 2xhxw float32 tensor in pixels of the working grid, the motion of each pixel
+            of this frame since the previous one (x then y), on this frame's grid; zeros for
+            a stream's first frame.
+        flow_image: hxwx3 uint8 tensor, the colour-coded flow the model reads; ``None`` for
             a stream's first frame (the model then sees zero flow, as still images in training).
-        saliency: HxW float32 tensor in [0, 1].
+        saliency: hxw float32 tensor in [0, 1], at the working size
+            (``ianet.transforms.map_to_uint8`` makes an 8-bit map of the picture's size).
         output: HxWx3 or HxWx4 (with alpha) uint8, the composited picture; sinks write
             ``output`` when it is set and ``image`` otherwise.
         previous: HxWx3 uint8, the picture of the frame just before this one in its stream
@@ -57,6 +62,7 @@ class Frame:
     time_base: Fraction | None = None
     captured: float = field(default_factory=time.monotonic)
     mask: Any = None
+    small: Any = None
     flow: Any = None
     flow_image: Any = None
     saliency: Any = None

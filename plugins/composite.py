@@ -9,6 +9,7 @@ pipeline's device, one call per batch of equally sized frames.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +21,15 @@ from PIL import Image, ImageColor
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
+from ianet.transforms import map_to_uint8, resize_uint8
 from ianet_stream.errors import InputError
 from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context, Stage
 from ianet_stream.video import read_pictures
 from ianet_stream_plugins import composite_ops
+from ianet_stream_plugins.composite_ops import Colour
 
+_TINT_WEIGHT = 0.35  # how much of the tint colour goes into the object
 Mode = Literal["mask", "alpha", "blur", "replace", "highlight", "grid"]
 GridComposite = Literal["blur", "replace", "highlight"]
 Style = Literal["dim", "desaturate"]
@@ -128,15 +132,15 @@ class CompositeOptions:
         return self.mode == "replace" or (self.mode == "grid" and self.grid_composite == "replace")
 
 
-def _to_float_images(images: list[Any], device: torch.device) -> Tensor:
-    """HxWx3 uint8 pictures (numpy or tensors) as one Bx3xHxW float batch in [0, 1]."""
-    batch = torch.stack([torch.as_tensor(image).to(device, non_blocking=True) for image in images])
-    return batch.permute(0, 3, 1, 2).float().div_(255)
+def _picture(picture: Any, device: torch.device) -> Tensor:
+    """An HxWx3 uint8 picture (numpy or a tensor) as a tensor on ``device`` (no copy when
+    it is there already)."""
+    return torch.as_tensor(picture).to(device, non_blocking=True)
 
 
-def _to_uint8(images: Tensor) -> Tensor:
-    """Bx{3,4}xHxW float in [0, 1] as BxHxWx{3,4} uint8."""
-    return images.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+def _planar(picture: Tensor) -> Tensor:
+    """HxWx3 uint8 -> 1x3xHxW float in [0, 1]."""
+    return picture.permute(2, 0, 1)[None].float().div_(255)
 
 
 class VideoLoop:
@@ -166,17 +170,18 @@ class VideoLoop:
 
 
 class Background:
-    """The replacement background: a colour, a picture, or a video looped per stream."""
+    """The replacement background: a colour, a picture, or a video looped per stream; each
+    as an HxWx3 uint8 picture of the frame's size (the picture scaled to cover it)."""
 
     def __init__(self, spec: str, device: torch.device) -> None:
         self.device = device
-        self._colour: Tensor | None = None
+        self._colour: Colour | None = None
         self._picture: Tensor | None = None
         self._covers: dict[tuple[int, int], Tensor] = {}
         self._video_path: Path | None = None
         self._videos: dict[str, VideoLoop] = {}
         if _is_colour(spec):
-            self._colour = torch.tensor(parse_colour(spec), device=device).view(1, 3, 1, 1)
+            self._colour = parse_colour(spec)
             return
         path = Path(spec).expanduser()
         if not path.is_file():
@@ -188,7 +193,7 @@ class Background:
             self._video_path = path
             self._check_video()
             return
-        self._picture = _to_float_images([pixels], device)
+        self._picture = _planar(_picture(pixels, device))
 
     def _check_video(self) -> None:
         probe = VideoLoop(self._video_path)
@@ -197,22 +202,20 @@ class Background:
         finally:
             probe.close()
 
-    def for_frames(self, frames: list[Frame], height: int, width: int) -> Tensor:
-        """The background behind ``frames``: ``1x3x1x1`` (colour) or ``Bx3xHxW``."""
+    def for_frame(self, frame: Frame, height: int, width: int) -> Tensor:
+        """The background behind ``frame``: HxWx3 uint8."""
+        size = (height, width)
         if self._colour is not None:
-            return self._colour
-        if self._picture is not None:
-            size = (height, width)
             if size not in self._covers:
-                self._covers[size] = composite_ops.cover(self._picture, height, width)
+                self._covers[size] = composite_ops.solid(self._colour, *size, self.device)
             return self._covers[size]
-        pictures = [self._video(frame.stream).next() for frame in frames]
-        return torch.cat(
-            [
-                composite_ops.cover(_to_float_images([p], self.device), height, width)
-                for p in pictures
-            ]
-        )
+        if self._picture is not None:
+            if size not in self._covers:
+                cover = composite_ops.cover(self._picture, height, width)
+                self._covers[size] = composite_ops.to_uint8(cover)[0].contiguous()
+            return self._covers[size]
+        picture = _planar(_picture(self._video(frame.stream).next(), self.device))
+        return composite_ops.to_uint8(composite_ops.cover(picture, height, width))[0].contiguous()
 
     def _video(self, stream: str) -> VideoLoop:
         if stream not in self._videos:
@@ -250,6 +253,8 @@ class Composite(Stage):
         self._tint = None if options.tint is None else parse_colour(options.tint)
         self._outline_colour = parse_colour(options.outline_colour)
         self._background: Background | None = None
+        self._solids: dict[Colour, Tensor] = {}
+        self._solids_size: tuple[int, int] | None = None
 
     def open(self) -> None:
         if self.options.replaces:
@@ -270,82 +275,102 @@ class Composite(Stage):
             self._background = None
 
     def process(self, frames: list[Frame]) -> list[Frame]:
-        groups: dict[tuple[int, int], list[Frame]] = {}
         for frame in frames:
             if frame.saliency is None:
                 raise InputError(
                     "composite needs a saliency stage before it "
                     f"(frame {frame.index} of stream {frame.stream} has no saliency map)"
                 )
-            groups.setdefault(tuple(frame.image.shape[:2]), []).append(frame)
-        for group in groups.values():
-            outputs = _to_uint8(self.composite_batch(group))
-            for frame, output in zip(group, outputs, strict=True):
-                frame.output = output
+            frame.output = self.composite(frame)
         return frames
 
-    def composite_batch(self, frames: list[Frame]) -> Tensor:
-        """The composites of equally sized frames, Bx3xHxW (Bx4xHxW for alpha) in [0, 1]."""
-        image = _to_float_images([frame.image for frame in frames], self.device)
-        height, width = image.shape[-2:]
-        saliency = self._saliency(frames, height, width)
-        mask = composite_ops.soft_mask(saliency, self.options.threshold, self.options.feather)
-        mode = self.options.mode
-        if mode == "mask":
-            return composite_ops.grey(mask)
-        if mode == "alpha":
-            return composite_ops.alpha(image, mask)
-        if mode != "grid":
-            return self._composite(mode, frames, image, mask)
+    def composite(self, frame: Frame) -> Tensor:
+        """One frame's picture (HxWx3 uint8; HxWx4 for alpha) from its full-resolution
+        picture and its (smaller) saliency map; only uint8 work at full resolution."""
+        image = _picture(frame.image, self.device)
+        height, width = image.shape[:2]
+        saliency = torch.as_tensor(frame.saliency).to(self.device, torch.float32)
+        saliency = saliency.reshape(1, 1, *saliency.shape[-2:])
+        scale = saliency.shape[-2] / height  # the map's pixels per picture pixel
+        options = self.options
+        mask = composite_ops.soft_mask(saliency, options.threshold, options.feather * scale)
+        alpha = map_to_uint8(mask, (height, width))
+        if options.mode == "mask":
+            return composite_ops.grey_picture(alpha)
+        if options.mode == "alpha":
+            return torch.cat([image, alpha[..., None]], dim=-1)
+        if options.mode != "grid":
+            return self._composite(options.mode, frame, image, mask, alpha)
         panels = [
             image,
-            self._flow_images(frames, height, width),
-            composite_ops.grey(saliency),
-            self._composite(self.options.grid_composite, frames, image, mask),
+            self._flow_panel(frame, height, width),
+            composite_ops.grey_picture(map_to_uint8(saliency, (height, width))),
+            self._composite(options.grid_composite, frame, image, mask, alpha),
         ]
-        labels = ["picture", "flow", "saliency", self.options.grid_composite]
-        return composite_ops.grid(panels, labels, self.options.grid_columns)
+        labels = ["picture", "flow", "saliency", options.grid_composite]
+        return composite_ops.grid(panels, labels, options.grid_columns)
 
-    def _composite(self, mode: str, frames: list[Frame], image: Tensor, mask: Tensor) -> Tensor:
-        options = self.options
+    def _composite(
+        self, mode: str, frame: Frame, image: Tensor, mask: Tensor, alpha: Tensor
+    ) -> Tensor:
+        """Blur, replace or highlight: ``mask`` at the map's size, ``alpha`` at the
+        picture's (uint8)."""
+        height, width = image.shape[:2]
         if mode == "blur":
-            return composite_ops.blur_background(image, mask, options.strength)
+            return self._blur(image, mask, alpha)
         if mode == "replace":
-            background = self._background.for_frames(frames, *image.shape[-2:])
-            return composite_ops.replace_background(image, mask, background)
-        return composite_ops.highlight(
-            image,
-            mask,
-            style=options.style,
-            dim=options.dim,
-            tint=self._tint,
-            outline_width=options.outline,
-            outline_colour=self._outline_colour,
-        )
+            background = self._background.for_frame(frame, height, width)
+            return composite_ops.blend(image, background, alpha)
+        return self._highlight(image, mask, alpha)
 
-    def _saliency(self, frames: list[Frame], height: int, width: int) -> Tensor:
-        """The frames' maps as Bx1xHxW float, resized to the pictures if they differ."""
-        maps = [torch.as_tensor(frame.saliency).to(self.device, torch.float32) for frame in frames]
-        resized = [
-            m if m.shape == (height, width) else _resize(m[None, None], height, width)[0, 0]
-            for m in maps
-        ]
-        return torch.stack(resized)[:, None]
+    def _blur(self, image: Tensor, mask: Tensor, alpha: Tensor) -> Tensor:
+        """The object sharp over its background blurred with sigma ``strength``: the
+        picture is reduced once by the blur's factor (in uint8), its background blurred
+        there from the background's own pixels, brought back up and blended."""
+        height, width = image.shape[:2]
+        strength = self.options.strength
+        factor = composite_ops.reduction(strength)
+        size = (math.ceil(height / factor), math.ceil(width / factor))
+        small = _planar(resize_uint8(image, size))
+        small_mask = TF.resize(mask, list(size), antialias=True)
+        blurred = composite_ops.background_blur(small, small_mask, strength / factor)
+        background = resize_uint8(composite_ops.to_uint8(blurred)[0], (height, width))
+        return composite_ops.blend(image, background, alpha)
 
-    def _flow_images(self, frames: list[Frame], height: int, width: int) -> Tensor:
-        """The frames' flow images as Bx3xHxW; white (zero motion) where there is none yet."""
-        white = torch.ones(3, height, width, device=self.device)
-        panels = []
-        for frame in frames:
-            if frame.flow_image is None:
-                panels.append(white)
-                continue
-            flow_image = _to_float_images([frame.flow_image], self.device)
-            if flow_image.shape[-2:] != (height, width):
-                flow_image = _resize(flow_image, height, width)
-            panels.append(flow_image[0])
-        return torch.stack(panels)
+    def _highlight(self, image: Tensor, mask: Tensor, alpha: Tensor) -> Tensor:
+        """The background dimmed (scaled by ``dim``) or grey, the object tinted, an outline
+        drawn at the map's resolution (at least one of its pixels wide)."""
+        options = self.options
+        height, width = image.shape[:2]
+        if options.style == "dim":
+            black = self._solid((0.0, 0.0, 0.0), height, width)
+            background = composite_ops.mix(image, black, 1 - options.dim)
+        else:
+            background = composite_ops.greyscale(image)
+        foreground = image
+        if self._tint is not None:
+            tint = self._solid(self._tint, height, width)
+            foreground = composite_ops.mix(image, tint, _TINT_WEIGHT)
+        result = composite_ops.blend(foreground, background, alpha)
+        if options.outline > 0:
+            scale = mask.shape[-2] / height
+            ring = composite_ops.outline(mask, max(1, round(options.outline * scale)))
+            colour = self._solid(self._outline_colour, height, width)
+            result = composite_ops.blend(colour, result, map_to_uint8(ring, (height, width)))
+        return result
 
+    def _solid(self, colour: Colour, height: int, width: int) -> Tensor:
+        """A full-size picture of ``colour``, kept for the next frames of that size."""
+        if self._solids_size != (height, width):
+            self._solids, self._solids_size = {}, (height, width)
+        if colour not in self._solids:
+            self._solids[colour] = composite_ops.solid(colour, height, width, self.device)
+        return self._solids[colour]
 
-def _resize(images: Tensor, height: int, width: int) -> Tensor:
-    return TF.resize(images, [height, width], antialias=False)
+    def _flow_panel(self, frame: Frame, height: int, width: int) -> Tensor:
+        """The frame's flow image at the picture's size; white (no motion) before there is
+        one."""
+        if frame.flow_image is None:
+            return self._solid((1.0, 1.0, 1.0), height, width)
+        flow_image = _picture(frame.flow_image, self.device)
+        return resize_uint8(flow_image, (height, width))

@@ -1,15 +1,24 @@
-"""Compositing on batches of pictures and saliency masks: pure functions, any device.
+"""Compositing: a frame's saliency map turned into the picture the user sees, at any size.
 
-Every picture is a float tensor in [0, 1]: ``Bx3xHxW`` RGB; every mask is ``Bx1xHxW`` in
-[0, 1] (1 = the salient object). Colours are ``(r, g, b)`` tuples in [0, 1]. Blurs and
-morphology are kornia's, so the work stays on the device the tensors live on.
+Two scales, so that a 1080p frame costs little more than a small one:
+
+- At the map's (reduced) resolution, in float on torch (any device): the soft mask
+  (threshold, feather), the blurred background (a mask-weighted Gaussian of the picture
+  reduced once), the outline. Maps and masks are ``Bx1xhxw`` in [0, 1]; pictures
+  ``Bx3xhxw`` in [0, 1].
+- At the frame's full resolution, in uint8 only: the mask is upsampled once
+  (``ianet.transforms.map_to_uint8``) and pictures are combined by ``blend`` and ``mix``,
+  which run PIL's C loops on the CPU (several times faster there than torch's element-wise
+  operations) and torch on other devices. Pictures are ``HxWx3`` uint8 tensors, masks
+  ``HxW`` uint8.
+
+Colours are ``(r, g, b)`` tuples in [0, 1].
 """
 
 from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Literal
 
 import kornia
 import numpy as np
@@ -17,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
 
 Colour = tuple[float, float, float]
 
@@ -25,10 +35,11 @@ Colour = tuple[float, float, float]
 # at a fraction of the cost.
 _FULL_RESOLUTION_SIGMA = 6.0
 _LOW_RESOLUTION_SIGMA = 3.0
-_TINT_WEIGHT = 0.35
 _OUTLINE_SMOOTHING = 0.6  # sigma (pixels) that anti-aliases the outline's stair steps
 _GRID_BACKDROP = 0.08  # grey level of the gutters and label strips
 _LABEL_GREY = 0.92
+
+# ----------------------------------------------------------------- reduced resolution, float
 
 
 @lru_cache(maxsize=32)
@@ -47,7 +58,7 @@ def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
     if sigma <= 0:
         return images
     height, width = images.shape[-2:]
-    factor = 1 if sigma < _FULL_RESOLUTION_SIGMA else int(sigma // _LOW_RESOLUTION_SIGMA)
+    factor = reduction(sigma)
     small = images
     if factor > 1:
         size = (max(1, math.ceil(height / factor)), max(1, math.ceil(width / factor)))
@@ -57,6 +68,11 @@ def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
     if factor > 1:
         blurred = F.interpolate(blurred, size=(height, width), mode="bilinear", align_corners=False)
     return blurred
+
+
+def reduction(sigma: float) -> int:
+    """The factor a picture is reduced by before a Gaussian blur of ``sigma`` pixels."""
+    return 1 if sigma < _FULL_RESOLUTION_SIGMA else int(sigma // _LOW_RESOLUTION_SIGMA)
 
 
 def soft_mask(saliency: Tensor, threshold: float | None = None, feather: float = 0.0) -> Tensor:
@@ -70,33 +86,6 @@ def soft_mask(saliency: Tensor, threshold: float | None = None, feather: float =
     if threshold is not None:
         mask = (mask >= threshold).to(saliency.dtype)
     return gaussian_blur(mask, feather)
-
-
-def grey(mask: Tensor) -> Tensor:
-    """A ``Bx1xHxW`` map as a ``Bx3xHxW`` grey picture."""
-    return mask.expand(-1, 3, -1, -1)
-
-
-def alpha(image: Tensor, mask: Tensor) -> Tensor:
-    """RGBA: the ``Bx3xHxW`` picture with the ``Bx1xHxW`` mask as alpha, ``Bx4xHxW``."""
-    return torch.cat([image, mask], dim=1)
-
-
-def replace_background(image: Tensor, mask: Tensor, background: Tensor) -> Tensor:
-    """The object over a new background (``Bx3xHxW``, or ``1x3x1x1`` for a colour)."""
-    return torch.lerp(background.to(image.dtype), image, mask)
-
-
-def blur_background(image: Tensor, mask: Tensor, strength: float) -> Tensor:
-    """The object sharp over its own background blurred with sigma ``strength`` pixels.
-
-    The blur averages background pixels only (a mask-weighted normalised blur), so the
-    object's colours do not bleed into a halo around it.
-    """
-    weight = 1 - mask
-    blurred = gaussian_blur(torch.cat([image * weight, weight], dim=1), strength)
-    background = (blurred[:, :3] / blurred[:, 3:].clamp_min(1e-4)).clamp(0, 1)
-    return torch.lerp(background, image, mask)
 
 
 @lru_cache(maxsize=16)
@@ -123,41 +112,18 @@ def outline(mask: Tensor, width: int) -> Tensor:
     return gaussian_blur(grown - shrunk, _OUTLINE_SMOOTHING)
 
 
-@lru_cache(maxsize=16)
-def _colour_tensor(colour: Colour, device: torch.device, dtype: torch.dtype) -> Tensor:
-    return torch.tensor(colour, device=device, dtype=dtype).view(1, 3, 1, 1)
+def background_blur(pictures: Tensor, masks: Tensor, sigma: float) -> Tensor:
+    """The background of ``Bx3xhxw`` pictures blurred with ``sigma`` pixels from the
+    background's own pixels (a normalised blur, ``masks`` ``Bx1xhxw``).
 
-
-def highlight(
-    image: Tensor,
-    mask: Tensor,
-    style: Literal["dim", "desaturate"] = "dim",
-    dim: float = 0.35,
-    tint: Colour | None = None,
-    outline_width: int = 0,
-    outline_colour: Colour = (1.0, 1.0, 1.0),
-) -> Tensor:
-    """Draw the eye to the object: its background dimmed (scaled by ``dim``) or turned grey.
-
-    ``tint`` mixes a colour into the object; ``outline_width`` > 0 draws an outline of
-    that many pixels in ``outline_colour`` along the object's border. Returns ``Bx3xHxW``.
+    A pixel next to the object counts as the object's: at a reduced resolution, border
+    pixels mix the object's colours with the background's, and leaving them out keeps
+    those colours from bleeding into a halo around the object. Returns ``Bx3xhxw``.
     """
-    if style == "dim":
-        background = image * dim
-    elif style == "desaturate":
-        background = grey(kornia.color.rgb_to_grayscale(image))
-    else:
-        raise ValueError(f"style must be 'dim' or 'desaturate', got {style!r}")
-    foreground = image
-    if tint is not None:
-        foreground = torch.lerp(
-            image, _colour_tensor(tint, image.device, image.dtype), _TINT_WEIGHT
-        )
-    result = torch.lerp(background, foreground, mask)
-    if outline_width > 0:
-        colour = _colour_tensor(outline_colour, image.device, image.dtype).expand_as(result)
-        result = torch.lerp(result, colour, outline(mask, outline_width))
-    return result
+    near_object = F.max_pool2d(masks, kernel_size=3, stride=1, padding=1)
+    weight = 1 - near_object
+    blurred = gaussian_blur(torch.cat([pictures * weight, weight], dim=1), sigma)
+    return (blurred[:, :3] / blurred[:, 3:].clamp_min(1e-4)).clamp(0, 1)
 
 
 def cover(pictures: Tensor, height: int, width: int) -> Tensor:
@@ -166,12 +132,66 @@ def cover(pictures: Tensor, height: int, width: int) -> Tensor:
     if (source_height, source_width) == (height, width):
         return pictures
     scale = max(height / source_height, width / source_width)
-    size = (max(height, round(source_height * scale)), max(width, round(source_width * scale)))
-    scaled = F.interpolate(
-        pictures, size=size, mode="bilinear", antialias=True, align_corners=False
-    )
+    size = [max(height, round(source_height * scale)), max(width, round(source_width * scale))]
+    scaled = TF.resize(pictures, size, antialias=True)
     top, left = (size[0] - height) // 2, (size[1] - width) // 2
-    return scaled[..., top : top + height, left : left + width].clamp(0, 1)
+    return scaled[..., top : top + height, left : left + width]
+
+
+# ------------------------------------------------------------------ full resolution, uint8
+
+
+def to_uint8(pictures: Tensor) -> Tensor:
+    """``BxCxhxw`` float in [0, 1] -> ``BxhxwxC`` uint8 (contiguous)."""
+    pictures = pictures.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    return pictures.permute(0, 2, 3, 1).contiguous()
+
+
+def _pil(picture: Tensor) -> Image.Image:
+    """A CPU uint8 ``HxWx3`` or ``HxW`` tensor as a PIL image."""
+    return Image.fromarray(picture.contiguous().numpy())
+
+
+def _tensor(image: Image.Image) -> Tensor:
+    return torch.from_numpy(np.array(image))
+
+
+def blend(top: Tensor, bottom: Tensor, mask: Tensor) -> Tensor:
+    """``top`` where ``mask`` is 255, ``bottom`` where it is 0, mixed in between.
+
+    ``top`` and ``bottom`` ``HxWx3`` uint8, ``mask`` ``HxW`` uint8; returns ``HxWx3`` uint8.
+    """
+    if top.device.type == "cpu":
+        return _tensor(Image.composite(_pil(top), _pil(bottom), _pil(mask)))
+    weight = mask.unsqueeze(-1).float().div_(255)
+    return torch.lerp(bottom.float(), top.float(), weight).round_().to(torch.uint8)
+
+
+def mix(first: Tensor, second: Tensor, weight: float) -> Tensor:
+    """``(1 - weight) * first + weight * second`` of ``HxWx3`` uint8 pictures."""
+    if first.device.type == "cpu":
+        return _tensor(Image.blend(_pil(first), _pil(second), weight))
+    return torch.lerp(first.float(), second.float(), weight).round_().to(torch.uint8)
+
+
+def greyscale(picture: Tensor) -> Tensor:
+    """An ``HxWx3`` uint8 picture in grey (ITU-R 601 luma), still three channels."""
+    if picture.device.type == "cpu":
+        return _tensor(_pil(picture).convert("L").convert("RGB"))
+    planar = picture.permute(2, 0, 1)[None].float()
+    grey = kornia.color.rgb_to_grayscale(planar)[0, 0].round_().to(torch.uint8)
+    return grey[..., None].expand(-1, -1, 3).contiguous()
+
+
+def solid(colour: Colour, height: int, width: int, device: torch.device) -> Tensor:
+    """An ``HxWx3`` uint8 picture of one colour."""
+    value = torch.tensor([round(255 * c) for c in colour], dtype=torch.uint8, device=device)
+    return value.expand(height, width, 3).contiguous()
+
+
+def grey_picture(mask: Tensor) -> Tensor:
+    """An ``HxW`` uint8 mask as an ``HxWx3`` grey picture."""
+    return mask[..., None].expand(-1, -1, 3).contiguous()
 
 
 def label_height(panel_width: int) -> int:
@@ -184,42 +204,37 @@ def _font_size(panel_width: int) -> int:
 
 
 @lru_cache(maxsize=64)
-def _label_strip(text: str, width: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """The label ``text`` on a dark strip, ``3 x label_height(width) x width``."""
+def _label_strip(text: str, width: int, device: torch.device) -> Tensor:
+    """The label ``text`` on a dark strip, ``label_height(width) x width x 3`` uint8."""
     height = label_height(width)
-    backdrop = round(255 * _GRID_BACKDROP)
-    strip = Image.new("L", (width, height), backdrop)
+    strip = Image.new("L", (width, height), round(255 * _GRID_BACKDROP))
     font = ImageFont.load_default(size=_font_size(width))
     draw = ImageDraw.Draw(strip)
     draw.text(
         (height // 2, height / 2), text, fill=round(255 * _LABEL_GREY), font=font, anchor="lm"
     )
-    pixels = torch.from_numpy(np.asarray(strip, dtype=np.float32) / 255)
-    return pixels.to(device=device, dtype=dtype).expand(3, -1, -1)
+    return grey_picture(torch.from_numpy(np.asarray(strip).copy())).to(device)
 
 
 def grid(panels: list[Tensor], labels: list[str], columns: int = 2, gutter: int = 2) -> Tensor:
-    """A labelled mosaic of equally sized ``Bx3xHxW`` panels, ``columns`` per row.
+    """A labelled mosaic of equally sized ``HxWx3`` uint8 panels, ``columns`` per row.
 
     Each panel gets a dark strip with its label above it; ``gutter`` pixels separate
-    the columns. Returns ``Bx3xH'xW'`` with ``H' = rows * (label_height(W) + H)`` and
+    the columns. Returns ``H'xW'x3`` with ``H' = rows * (label_height(W) + H)`` and
     ``W' = columns * W + (columns - 1) * gutter`` (even when H, W and gutter are).
     """
     if len(panels) != len(labels) or not panels:
         raise ValueError("grid needs one label per panel and at least one panel")
-    first = panels[0]
-    batch, _, height, width = first.shape
+    height, width = panels[0].shape[:2]
     rows = math.ceil(len(panels) / columns)
-    strip_height = label_height(width)
-    cell_height = strip_height + height
-    canvas = first.new_full(
-        (batch, 3, rows * cell_height, columns * width + (columns - 1) * gutter), _GRID_BACKDROP
+    strip = label_height(width)
+    cell = strip + height
+    canvas = panels[0].new_full(
+        (rows * cell, columns * width + (columns - 1) * gutter, 3), round(255 * _GRID_BACKDROP)
     )
     for position, (panel, text) in enumerate(zip(panels, labels, strict=True)):
-        top = (position // columns) * cell_height
+        top = (position // columns) * cell
         left = (position % columns) * (width + gutter)
-        canvas[:, :, top : top + strip_height, left : left + width] = _label_strip(
-            text, width, first.device, first.dtype
-        )
-        canvas[:, :, top + strip_height : top + cell_height, left : left + width] = panel
+        canvas[top : top + strip, left : left + width] = _label_strip(text, width, panel.device)
+        canvas[top + strip : top + cell, left : left + width] = panel
     return canvas

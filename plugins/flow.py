@@ -2,10 +2,11 @@
 
 One ``ianet.flow.FlowEstimator`` per stream keeps the stream's last frame, so a frame's
 flow is its motion since the frame before (``docs/architecture.md``, "Flow convention"); a
-stream's first frame gets zero flow and no flow image. The stage moves the pictures to the
-pipeline's device (``frame.image`` becomes an HxWx3 uint8 tensor there), so flow, saliency and
-compositing never leave it. Flow is estimated at a working size (the short side scaled
-down to ``size``, or a ``WxH`` grid for every stream) and scaled back to the frame's size.
+stream's first frame gets zero flow and no flow image. Each picture is reduced once, in
+uint8, to the working size (the short side scaled down to ``size``, or a ``WxH`` grid for
+every stream): ``frame.small``, which the saliency stage reads too; flow and flow image
+stay at that size (``frame.flow`` in pixels of that grid). On a GPU the picture is
+uploaded once here (``frame.image`` becomes a tensor on the device) and stays there.
 
 The frames of a batch that share a working size are estimated in one batched call, whatever
 their streams (``ianet.flow.estimate.estimate_streams``; each stream keeps its own state):
@@ -15,16 +16,15 @@ with ``size: WxH`` that is one call per batch. ``context.stats["calls"]`` counts
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
-from torchvision.transforms.v2 import functional as TF
 
 from ianet.flow import FlowEstimator, flow_to_image
 from ianet.flow.estimate import estimate_streams
 from ianet.flow.raft import load_raft
-from ianet.transforms import resize_flow
+from ianet.transforms import resize_uint8
 from ianet_stream.config import parse_size
 from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context, Stage
@@ -153,6 +153,7 @@ class Flow(Stage):
                 self._estimate(size, group)
         for frame, source in copies:
             frame.image = torch.as_tensor(frame.image).to(self.device)
+            frame.small = self._reduce(frame.image, tuple(source.small.shape[:2]))
             frame.flow, frame.flow_image = source.flow, source.flow_image
         return frames
 
@@ -181,29 +182,29 @@ class Flow(Stage):
     def _estimate(self, size: tuple[int, int], runs: list[list[Frame]]) -> None:
         """Fill flow and flow image of runs of frames (each of one stream and one size, the
         streams all different) with one batched estimation at ``size`` (height, width)."""
-        images = [
-            torch.stack([torch.as_tensor(f.image) for f in run]).to(self.device) for run in runs
-        ]
         requests = []
-        for run, pictures in zip(runs, images, strict=True):
+        for run in runs:
             estimator = self._estimator(run[0].stream)
             previous = run[0].previous
             if previous is not None and self.options.reference == "preceding":
-                before = torch.as_tensor(previous).to(self.device)[None]
-                estimator.follow(resize_images(before, size))
-            requests.append((estimator, resize_images(pictures, size)))
+                estimator.follow(self._reduce(previous, size)[None])
+            for frame in run:
+                frame.image = torch.as_tensor(frame.image).to(self.device)
+                frame.small = self._reduce(frame.image, size)
+            requests.append((estimator, torch.stack([frame.small for frame in run])))
         results = estimate_streams(requests)
         colours = flow_to_image(torch.cat([result.flow for result in results]))
         colours = colours.split([len(run) for run in runs])
-        for run, pictures, result, colour in zip(runs, images, results, colours, strict=True):
-            height, width = pictures.shape[1:3]
-            flow = resize_flow(result.flow, (height, width))
-            flow_images = resize_images(colour, (height, width))
+        for run, result, colour in zip(runs, results, colours, strict=True):
             for i, frame in enumerate(run):
-                frame.image = pictures[i]
-                frame.flow = flow[i]
-                frame.flow_image = flow_images[i] if result.valid[i] else None
+                frame.flow = result.flow[i]
+                frame.flow_image = colour[i] if result.valid[i] else None
         self.context.stats["calls"] = self.context.stats.get("calls", 0) + 1
+
+    def _reduce(self, picture: Any, size: tuple[int, int]) -> Tensor:
+        """An HxWx3 uint8 picture on the device at ``size`` (uint8 throughout)."""
+        picture = torch.as_tensor(picture).to(self.device)
+        return resize_uint8(picture, size)
 
     def _estimator(self, stream: str) -> FlowEstimator:
         estimator = self._estimators.get(stream)
@@ -250,12 +251,3 @@ def working_size(
         return height, width
     scale = short_side / min(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def resize_images(images: Tensor, size: tuple[int, int]) -> Tensor:
-    """BxHxWx3 uint8 resized to ``size`` (antialiased bilinear, uint8 throughout);
-    unchanged at that size."""
-    if tuple(images.shape[1:3]) == size:
-        return images
-    resized = TF.resize(images.permute(0, 3, 1, 2), list(size), antialias=True)
-    return resized.permute(0, 2, 3, 1).contiguous()

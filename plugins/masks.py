@@ -22,8 +22,9 @@ from ianet_stream.outputs import PendingOutputs
 from ianet_stream.stage import Context, PlannedOutput, Stage
 
 
-def mask_image(values: Any) -> np.ndarray:
-    """HxW uint8 from a saliency map (float in [0, 1] -> round(x * 255)) or a uint8 mask.
+def mask_image(values: Any, size: tuple[int, int] | None = None) -> np.ndarray:
+    """HxW uint8 from a saliency map (float in [0, 1] -> round(x * 255)) or a uint8 mask;
+    a map of another size than ``size`` (the picture's) is resized to it first.
 
     ``values`` is a numpy array or a tensor on any device, HxW or 1xHxW.
     """
@@ -34,6 +35,12 @@ def mask_image(values: Any) -> np.ndarray:
         raise ValueError(f"masks: expected an HxW map, got shape {array.shape}")
     if array.dtype == np.uint8:
         return array
+    if size is not None and array.shape != tuple(size):
+        import torch
+
+        from ianet.transforms import map_to_uint8
+
+        return map_to_uint8(torch.from_numpy(np.ascontiguousarray(array)), size).numpy()
     return np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
@@ -93,7 +100,8 @@ class Masks(Stage):
                     "and no ground-truth mask"
                 )
             path = self._folders[frame.stream] / f"{frame.index:05d}.png"
-            Image.fromarray(mask_image(values)).save(path, format="PNG")
+            size = tuple(frame.image.shape[:2])
+            Image.fromarray(mask_image(values, size)).save(path, format="PNG")
         return frames
 
     def end_stream(self, stream: str) -> list[Frame]:

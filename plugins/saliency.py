@@ -1,12 +1,13 @@
 """The ``saliency`` stage: IANet's saliency map of each frame, one model call per batch.
 
-It wraps ``ianet.Predictor``: the frames of a batch (and their flow images, from the
-``flow`` stage) go through the model in one forward pass, whatever their streams and sizes:
-each picture is resized to the model's input size, and each map back to its frame's size
-(a stream's first frame has no flow image: the model then sees zero flow). Each frame gains
-``saliency``, an HxW float32 map in [0, 1] on the pipeline's device, at the frame's own
-size; with ``threshold`` the map is binarised (0 or 1). ``context.stats["calls"]`` counts
-the model's forward passes.
+It wraps ``ianet.Predictor``: the frames of a batch (their pictures at the working size,
+``frame.small`` from the ``flow`` stage, and their flow images) go through the model in one
+forward pass, whatever their streams and sizes: each picture is resized to the model's
+input size, and each map back to the working size (a stream's first frame has no flow
+image: the model then sees zero flow). Each frame gains ``saliency``, an hxw float32 map in
+[0, 1] on the pipeline's device at the working size (compositing and the masks sink bring
+it to the picture's size); with ``threshold`` the map is binarised (0 or 1).
+``context.stats["calls"]`` counts the model's forward passes.
 
 A process keeps the predictors it has built: the clips of a folder run (a worker process
 or a Ray actor handling clip after clip) load the model once, not once per clip.
@@ -18,7 +19,7 @@ import functools
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -103,6 +104,9 @@ class Saliency(Stage):
     def close(self) -> None:
         self.predictor = None
 
+    def _on_device(self, picture: Any) -> torch.Tensor:
+        return torch.as_tensor(picture).to(self.device)
+
     def degrade(self) -> str | None:
         """Cheaper: the model's input size down by a fifth, in multiples of 32, not below
         96 (maps get coarser)."""
@@ -114,17 +118,17 @@ class Saliency(Stage):
         return f"model input {size} -> {smaller}"
 
     def process(self, frames: list[Frame]) -> list[Frame]:
-        images = [torch.as_tensor(frame.image).to(self.device) for frame in frames]
+        pictures = [self._on_device(frame.small if frame.small is not None else frame.image)
+                    for frame in frames]  # fmt: skip
         flow_images = [
-            None if frame.flow_image is None else torch.as_tensor(frame.flow_image).to(self.device)
+            None if frame.flow_image is None else self._on_device(frame.flow_image)
             for frame in frames
         ]
         before = self.predictor.forward_passes
-        maps = self.predictor(images, flow_images)
+        maps = self.predictor(pictures, flow_images)
         self._passes += self.predictor.forward_passes - before
         threshold = self.options.threshold
-        for frame, image, saliency in zip(frames, images, maps, strict=True):
-            frame.image = image
+        for frame, saliency in zip(frames, maps, strict=True):
             frame.saliency = saliency if threshold is None else (saliency >= threshold).float()
         self.context.stats["calls"] = self._passes
         return frames

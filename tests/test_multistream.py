@@ -177,16 +177,18 @@ def test_flow_and_saliency_make_one_call_per_batch_of_several_streams(messages):
         frames = done[info.id]
         assert [frame.index for frame in frames] == list(range(6))  # order kept per stream
         assert frames[0].flow_image is None and not frames[0].flow.any()
-        assert all(frame.flow_image.shape == (info.height, info.width, 3) for frame in frames[1:])
+        # flow and maps stay at the working grid; the pictures keep their own size
+        assert all(frame.flow_image.shape == (48, 64, 3) for frame in frames[1:])
+        assert all(frame.image.shape == (info.height, info.width, 3) for frame in frames)
         # the stream's flow is what a flow stage sees of that stream alone computes
         single = Flow(FlowOptions(size="64x48"), Context(batch=6))
         single.start_stream(info)
         alone = [f for b in interleaved({info.id: streams[info.id]}, 2) for f in single.process(b)]
         for together, by_itself in zip(frames, alone, strict=True):
             torch.testing.assert_close(together.flow, by_itself.flow, atol=1e-3, rtol=0)
-        maps = saliency.predictor([f.image for f in alone], [f.flow_image for f in alone])
+        maps = saliency.predictor([f.small for f in alone], [f.flow_image for f in alone])
         for frame, expected in zip(frames, maps, strict=True):
-            assert frame.saliency.shape == (info.height, info.width)
+            assert frame.saliency.shape == (48, 64)
             torch.testing.assert_close(frame.saliency, expected, atol=1e-4, rtol=0)
 
 

@@ -323,13 +323,15 @@ def test_flow_and_saliency_stages_fill_their_fields_on_the_device(stages, random
     assert [frame.index for frame in frames] == list(range(6))
     first, later = frames[0], frames[1:]
     assert first.flow_image is None and not first.flow.any()
-    assert first.flow.shape == (2, 64, 96)
+    assert first.flow.shape == (2, 48, 72)  # the working size: the short side at 48
     for frame in later:
-        assert frame.flow_image.shape == (64, 96, 3) and frame.flow_image.dtype == torch.uint8
+        assert frame.flow_image.shape == (48, 72, 3) and frame.flow_image.dtype == torch.uint8
         assert frame.flow.abs().amax() > 0.1  # testsrc2 moves
     for frame in frames:
         assert isinstance(frame.image, torch.Tensor) and frame.image.device.type == "cpu"
-        assert frame.saliency.shape == (64, 96) and frame.saliency.dtype == torch.float32
+        assert frame.image.shape == (64, 96, 3)  # the picture is not touched
+        assert frame.small.shape == (48, 72, 3) and frame.small.dtype == torch.uint8
+        assert frame.saliency.shape == (48, 72) and frame.saliency.dtype == torch.float32
         assert set(frame.saliency.unique().tolist()) <= {0.0, 1.0}
 
 
