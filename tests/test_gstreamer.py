@@ -278,6 +278,64 @@ def test_properties_read_back_and_an_appsink_gets_every_buffer_on_time(gst, tmp_
     assert result["latency"] >= 3 * frame  # the frames a batch of 4 holds
 
 
+# The maps of an odd-sized picture given as RGB and as BGRx (rows padded to 4 bytes), and
+# the formats each mode outputs; run like PROGRAM.
+FORMATS = """
+import json
+import gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+
+Gst.init(None)
+
+def run(video_format, mode):
+    pipeline = Gst.parse_launch(
+        f"videotestsrc num-buffers=3 pattern=ball ! video/x-raw,format={video_format},"
+        f"width=63,height=47 ! ianetsaliency mode={mode} feather=0 ! appsink name=out"
+    )
+    out = pipeline.get_by_name("out")
+    pipeline.set_state(Gst.State.PLAYING)
+    formats, pixels = [], []
+    while (sample := out.emit("pull-sample")) is not None:
+        buffer = sample.get_buffer()
+        formats.append(sample.get_caps().get_structure(0).get_value("format"))
+        mapped, memory = buffer.map(Gst.MapFlags.READ)
+        pixels.append(list(memory.data))
+        buffer.unmap(memory)
+    pipeline.set_state(Gst.State.NULL)
+    return formats, pixels
+
+runs = {f"{video_format} {mode}": run(video_format, mode)
+        for video_format, mode in [("RGB", "mask"), ("BGRx", "mask"), ("BGR", "alpha"),
+                                   ("RGBx", "blur")]}
+print(json.dumps(runs))
+"""
+
+
+def test_any_size_and_each_rgb_layout_give_the_same_maps(gst, tmp_path):
+    python = system_python(loader_python(find_loader()) or sys.version_info[:2])
+    (tmp_path / "formats.py").write_text(FORMATS)
+    ran = subprocess.run(
+        [python, str(tmp_path / "formats.py")], env=gst, capture_output=True, text=True, timeout=180
+    )
+    assert ran.returncode == 0, ran.stderr
+    runs = json.loads(ran.stdout)
+    formats = {name: set(found) for name, (found, _) in runs.items()}
+    assert formats == {
+        "RGB mask": {"GRAY8"},
+        "BGRx mask": {"GRAY8"},
+        "BGR alpha": {"BGRA"},
+        "RGBx blur": {"RGBx"},
+    }
+    rgb, bgrx = (np.array(runs[name][1], np.uint8) for name in ("RGB mask", "BGRx mask"))
+    assert rgb.shape == (3, 64 * 47)  # GRAY8 rows of 63 pixels padded to 64 bytes
+    maps = rgb.reshape(3, 47, 64)[..., :63]
+    assert np.array_equal(maps, bgrx.reshape(3, 47, 64)[..., :63])
+    assert maps.std() > 10
+    alpha = np.array(runs["BGR alpha"][1], np.uint8).reshape(3, 47, 63, 4)
+    assert np.array_equal(alpha[..., 3], maps)  # the map as alpha
+
+
 def test_a_bad_checkpoint_is_a_gstreamer_error_naming_the_file(gst, tmp_path):
     checkpoint = tmp_path / "broken.pth"
     checkpoint.write_bytes(b"not a checkpoint")

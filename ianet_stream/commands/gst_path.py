@@ -178,7 +178,8 @@ def gst_environment() -> GstEnvironment:
         "GST_PLUGIN_PATH": _joined([str(element_folder())], "GST_PLUGIN_PATH"),
         "PYTHONPATH": os.pathsep.join(package_folders()),
     }
-    if "ianet-stream" in os.environ.get("GST_REGISTRY", "ianet-stream"):
+    chosen = os.environ.get("GST_REGISTRY")
+    if chosen is None or "ianet-stream" in chosen:  # a registry the user chose stays
         variables["GST_REGISTRY"] = str(registry_file())
     return GstEnvironment(variables, python)
 
