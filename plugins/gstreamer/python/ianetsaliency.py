@@ -628,23 +628,21 @@ class IANetSaliency(GstBase.BaseTransform):
         """Post ``error`` on the bus as a GStreamer error naming this element and where it
         was raised: a user's error (an option, a file) in one line, any other with its
         traceback as debug information."""
-        debug = None
+        lines = str(error).strip().splitlines()
+        text, debug = (lines[0] if lines else ""), None
         if isinstance(error, ConfigError):
             domain, code = Gst.LibraryError, Gst.LibraryError.SETTINGS
         elif isinstance(error, InputError):
             domain, code = Gst.ResourceError, Gst.ResourceError.OPEN_READ
         else:
             domain, code = Gst.LibraryError, Gst.LibraryError.FAILED
-            debug = "".join(traceback.format_exception(error))
-        text = str(error).splitlines()[0] if str(error).strip() else ""
-        if debug is not None:
             text = f"{type(error).__name__}: {text}"
-        place = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
-        file, function, line = (
-            (os.path.basename(place.filename), place.name, place.lineno or 0)
-            if place
-            else (os.path.basename(__file__), "", 0)
-        )
+            debug = "".join(traceback.format_exception(error))
+        raised = traceback.extract_tb(error.__traceback__)
+        file, function, line = os.path.basename(__file__), "", 0
+        if raised:
+            file, function = os.path.basename(raised[-1].filename), raised[-1].name
+            line = raised[-1].lineno or 0
         self.message_full(
             Gst.MessageType.ERROR, domain.quark(), code, text, debug, file, function, line
         )
