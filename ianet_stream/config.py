@@ -29,6 +29,7 @@ from typing import Any, Literal, NamedTuple, Union, get_args, get_origin, get_ty
 
 import yaml
 
+from ianet.device import DEVICE_NAMES, DEVICE_PATTERN
 from ianet_stream import registry
 from ianet_stream.errors import ConfigError, InputError
 from ianet_stream.stage import Stage
@@ -39,7 +40,6 @@ MAX_YAML_VALUES = 100_000  # values a pipeline file may expand to (aliases count
 _QUOTE_LENGTH = 60
 DEFAULT_DEVICE = "auto"
 DEFAULT_BATCH = 4
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 _PHRASES = {
     int: "an integer",
     float: "a number",
@@ -534,8 +534,8 @@ def suggestion(word: str, choices: Iterable[str]) -> str:
 
 def _device(raw: dict[str, Any]) -> str:
     device = raw.get("device", DEFAULT_DEVICE)
-    if not (isinstance(device, str) and _DEVICE.fullmatch(device)):
-        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {quote(device)}")
+    if not (isinstance(device, str) and DEVICE_PATTERN.fullmatch(device)):
+        raise ConfigError(f"device: expected {DEVICE_NAMES}, got {quote(device)}")
     return device
 
 

@@ -30,7 +30,6 @@ pipeline configuration's own rules) and the pipeline's ``device`` and ``batch``.
 from __future__ import annotations
 
 import os
-import re
 import site
 import threading
 import traceback
@@ -74,14 +73,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 try:
     import numpy as np
 
+    from ianet.device import check_device
     from ianet_stream.config import PipelineSpec, StageSpec, convert, resolve_device
     from ianet_stream.errors import ConfigError, InputError
-    from ianet_stream.frame import Frame, StreamInfo
+    from ianet_stream.frame import Frame, StreamInfo, to_numpy
     from ianet_stream.stage import Context, Stage
     from ianet_stream_plugins.composite import Composite
     from ianet_stream_plugins.flow import Flow
     from ianet_stream_plugins.saliency import Saliency
-    from ianet_stream_plugins.video import to_numpy
 except ImportError as error:
     raise ImportError(
         f"ianetsaliency: {error}; export what `ianet-stream gst-path` prints"
@@ -90,7 +89,6 @@ except ImportError as error:
 STAGES: dict[str, type[Stage]] = {"flow": Flow, "saliency": Saliency, "composite": Composite}
 MODES = ("mask", "alpha", "blur", "replace", "highlight")
 NANOSECONDS = Fraction(1, Gst.SECOND)
-DEVICES = r"auto|cpu|cuda(:\d+)?"
 
 
 @dataclass(frozen=True)
@@ -349,10 +347,10 @@ class IANetSaliency(GstBase.BaseTransform):
             raise ConfigError(
                 f"{name}.mode: expected one of {', '.join(MODES)}, got {values['mode']!r}"
             )
-        if not re.fullmatch(DEVICES, values["device"]):
-            raise ConfigError(
-                f"{name}.device: expected auto, cpu, cuda or cuda:N, got {values['device']!r}"
-            )
+        try:
+            check_device(values["device"], f"{name}.device")
+        except InputError as error:
+            raise ConfigError(str(error)) from None
         specs = []
         for index, (stage, cls) in enumerate(STAGES.items()):
             hints = get_type_hints(cls.Options)
