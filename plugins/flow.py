@@ -60,7 +60,11 @@ class FlowOptions:
         },
     )
     warm_start: bool = field(
-        default=True, metadata={"help": "start each estimate from the stream's previous flow"}
+        default=True,
+        metadata={
+            "help": "start each estimate from the stream's previous flow (a stream's frames "
+            "are then estimated one after another; false batches them, e.g. for RAFT on a GPU)"
+        },
     )
     weights: str = field(
         default="auto",
@@ -144,7 +148,7 @@ class Flow(Stage):
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         estimated, copies = self._plan(frames)
-        for runs in stream_runs(estimated):
+        for runs in stream_runs(estimated, chained=self.options.warm_start):
             groups: dict[tuple[int, int], list[list[Frame]]] = {}
             for run in runs:
                 height, width = run[0].image.shape[:2]
@@ -213,18 +217,20 @@ class Flow(Stage):
         return estimator
 
 
-def stream_runs(frames: list[Frame]) -> list[list[list[Frame]]]:
+def stream_runs(frames: list[Frame], chained: bool = False) -> list[list[list[Frame]]]:
     """A batch's frames as runs (a stream's consecutive frames of one size), in rounds.
 
     Each stream's frames form one run, in order, unless their size changes or a frame
     follows a dropped one (it carries ``previous``); its later runs go to later rounds, so
-    that a round holds at most one run per stream.
+    that a round holds at most one run per stream. ``chained``: every frame is a run of
+    its own, so that each estimate starts from the flow just before it (a warm start then
+    does not depend on how frames were batched; streams are still estimated together).
     """
     by_stream: dict[str, list[list[Frame]]] = {}
     for frame in frames:
         runs = by_stream.setdefault(frame.stream, [])
         same_size = runs and tuple(runs[-1][-1].image.shape) == tuple(frame.image.shape)
-        if same_size and frame.previous is None:
+        if same_size and frame.previous is None and not chained:
             runs[-1].append(frame)
         else:
             runs.append([frame])

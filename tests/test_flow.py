@@ -338,3 +338,23 @@ def test_the_flow_stage_degrades_in_documented_steps():
     stage.process(frames)
     assert frames[1].flow is frames[0].flow and frames[3].flow is frames[2].flow
     assert frames[2].flow is not frames[0].flow
+
+
+def test_the_flow_stage_gives_the_same_flow_however_frames_are_batched():
+    from ianet_stream.frame import Frame, StreamInfo
+    from ianet_stream.stage import Context
+    from ianet_stream_plugins.flow import Flow, FlowOptions
+
+    texture = textured(48, 64, seed=5)
+    pictures = [moved(texture, [[1, 0], [0, 1]], [0.7 * i, 0.3 * i])[1][0] for i in range(8)]
+    results = []
+    for grouping in ([1] * 8, [4, 4], [3, 4, 1]):
+        stage = Flow(FlowOptions(size=None), Context(batch=4))
+        stage.start_stream(StreamInfo("s", "s", "cam", 64, 48))
+        frames = [Frame(picture.numpy(), index, "s") for index, picture in enumerate(pictures)]
+        start = 0
+        for count in grouping:
+            stage.process(frames[start : start + count])
+            start += count
+        results.append(torch.stack([frame.flow for frame in frames]))
+    assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
