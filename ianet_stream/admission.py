@@ -57,6 +57,7 @@ class StreamHealth:
 
     name: str
     state: State = "starting"
+    expected: int | None = None  # frames the source announced
     frames_in: int = 0
     frames_out: int = 0
     drops: int = 0
@@ -105,11 +106,13 @@ class StreamsHealth:
         self.streams: dict[str, StreamHealth] = {}
         self._lock = threading.Lock()
 
-    def get(self, stream: str, name: str | None = None) -> StreamHealth:
+    def get(
+        self, stream: str, name: str | None = None, expected: int | None = None
+    ) -> StreamHealth:
         with self._lock:
             health = self.streams.get(stream)
             if health is None:
-                health = self.streams[stream] = StreamHealth(name or stream)
+                health = self.streams[stream] = StreamHealth(name or stream, expected=expected)
             return health
 
     def report(self, stream: str, state: str) -> None:

@@ -20,13 +20,15 @@ import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from rich.console import RenderableType
+from rich.live import Live
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ianet_stream.config import PipelineSpec, load_pipeline
@@ -178,10 +180,10 @@ def run_folder(
     """Run every clip (``workers`` processes at a time, or by ``executor``); one result per
     job, in order.
 
-    ``report`` is called as each clip finishes; unless ``quiet``, a progress bar counts the
-    clips and frames done when they run outside this process. A signal stops the run: the
-    clips being processed are aborted (their outputs discarded) and the others are not
-    started.
+    ``report`` is called as each clip finishes. On a terminal, unless ``quiet``, a bar
+    counts the clips and frames done (frames/s, time left); clips run in this process show
+    their own bar under it. A signal stops the run: the clips being processed are aborted
+    (their outputs discarded) and the others are not started.
     """
     results: dict[str, ClipResult] = {}
     pending = []
@@ -190,19 +192,22 @@ def run_folder(
             results[job.clip] = ClipResult(job.clip, "skipped", reason="output exists")
         else:
             pending.append(job)
+    overall = _ClipsProgress(len(pending))
+    in_process = executor is None and workers == 1
     if not pending:
         finished: Iterator[ClipResult] = iter(())
     elif executor is not None:
         finished = executor(pending)
-    elif workers == 1:
-        finished = _run_here(pending, quiet=quiet)
+    elif in_process:
+        finished = _run_here(pending, quiet=quiet, header=overall.renderable)
     else:
         finished = _run_in_workers(pending, workers)
-    in_process = executor is None and workers == 1
-    with _clips_progress(len(pending), enabled=not (quiet or in_process or not pending)) as done:
+    shown = pending and not quiet and console.is_terminal and not in_process
+    live = Live(overall.renderable, console=console, transient=True, refresh_per_second=4)
+    with live if shown else nullcontext():
         for result in finished:
             results[result.clip] = result
-            done(result)
+            overall.done(result)
             if report is not None:
                 report(result)
     return [
@@ -211,12 +216,18 @@ def run_folder(
 
 
 def run_clip(
-    job: ClipJob, *, quiet: bool, signals: Sequence[signal.Signals] = STOP_SIGNALS
+    job: ClipJob,
+    *,
+    quiet: bool,
+    signals: Sequence[signal.Signals] = STOP_SIGNALS,
+    header: RenderableType | None = None,
 ) -> ClipResult:
-    """One clip, in this process."""
+    """One clip, in this process (``header``: shown above its progress on a terminal)."""
     try:
         spec = load_pipeline(job.pipeline, job.sets, input=job.clip, values=job.paths)
-        summary = run_pipeline(spec, quiet=quiet, keep_interrupted=False, signals=signals)
+        summary = run_pipeline(
+            spec, quiet=quiet, keep_interrupted=False, signals=signals, header=header
+        )
     except InputError as error:
         return ClipResult(job.clip, "failed", reason=str(error))
     status: ClipStatus = summary.status if summary.status in ("done", "failed") else "interrupted"
@@ -226,9 +237,11 @@ def run_clip(
     return ClipResult(job.clip, status, summary.frames, summary.seconds, reason, summary.as_dict())
 
 
-def _run_here(jobs: Sequence[ClipJob], *, quiet: bool) -> Iterator[ClipResult]:
+def _run_here(
+    jobs: Sequence[ClipJob], *, quiet: bool, header: RenderableType
+) -> Iterator[ClipResult]:
     for job in jobs:
-        result = run_clip(job, quiet=quiet)
+        result = run_clip(job, quiet=quiet, header=header)
         yield result
         if result.status == "interrupted":
             return
@@ -270,33 +283,31 @@ def _run_clip_in_worker(job: ClipJob) -> ClipResult:
     return run_clip(job, quiet=True, signals=(signal.SIGTERM,))
 
 
-@contextmanager
-def _clips_progress(total: int, *, enabled: bool) -> Iterator[Callable[[ClipResult], None]]:
-    """A progress bar of clips (and frames/s across the workers); yields what to call as
-    each clip finishes."""
-    if not enabled:
-        yield lambda result: None
-        return
-    progress = Progress(
-        TextColumn("clips"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[frames]} frames, {task.fields[fps]:.1f} frames/s"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    started, frames = time.perf_counter(), 0
+class _ClipsProgress:
+    """The overall bar of a folder run: clips done of all, frames, frames/s, time left."""
 
-    def done(result: ClipResult) -> None:
-        nonlocal frames
-        frames += result.frames
-        fps = frames / max(time.perf_counter() - started, 1e-9)
-        progress.update(task, advance=1, frames=frames, fps=fps)
+    def __init__(self, total: int) -> None:
+        self._progress = Progress(
+            TextColumn("clips"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[frames]} frames, {task.fields[fps]:.1f} frames/s"),
+            TimeRemainingColumn(),
+            console=console,
+            auto_refresh=False,
+        )
+        self._task = self._progress.add_task("clips", total=total, frames=0, fps=0.0)
+        self._started, self._frames = time.perf_counter(), 0
 
-    with progress:
-        task = progress.add_task("clips", total=total, frames=0, fps=0.0)
-        yield done
+    @property
+    def renderable(self) -> RenderableType:
+        """What to show: drawn afresh each time it is rendered."""
+        return self._progress
+
+    def done(self, result: ClipResult) -> None:
+        self._frames += result.frames
+        fps = self._frames / max(time.perf_counter() - self._started, 1e-9)
+        self._progress.update(self._task, advance=1, frames=self._frames, fps=fps)
 
 
 def clips_table(results: Sequence[ClipResult], seconds: float | None = None) -> Table:

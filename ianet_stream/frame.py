@@ -17,6 +17,8 @@ class StreamInfo:
     ``id`` is unique within a run; ``name`` is what outputs are named after (the input
     file's stem, ``webcam0``, ...). ``audio`` is the path of a file whose audio belongs to
     the stream (sinks may copy it); ``None`` for inputs read once (pipes, cameras).
+    ``frames`` is how many frames the stream will have, when the source knows it (a file:
+    progress bars show it).
     """
 
     id: str
@@ -28,6 +30,7 @@ class StreamInfo:
     time_base: Fraction | None = None
     live: bool = False
     audio: str | None = None
+    frames: int | None = None
 
 
 @dataclass(eq=False)

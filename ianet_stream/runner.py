@@ -41,16 +41,17 @@ from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import replace
 from typing import Any
 
+from rich.console import RenderableType
 from rich.live import Live
-from rich.text import Text
 
 from ianet_stream.admission import Admission, LatencyGuard
 from ianet_stream.config import PipelineSpec, resolve_device
 from ianet_stream.console import console
 from ianet_stream.errors import InputError, QueueClosed
 from ianet_stream.frame import Frame, StreamEnd, StreamStart
+from ianet_stream.progress import RunDisplay
 from ianet_stream.stage import Context, Liveness, LiveOptions, Message, Source, Stage
-from ianet_stream.stats import RunStats, RunSummary, StageStats, Status, status_line
+from ianet_stream.stats import RunStats, RunSummary, StageStats, Status
 from ianet_stream.uris import redact, redact_text
 
 log = logging.getLogger(__name__)
@@ -133,13 +134,15 @@ def run_pipeline(
     keep_interrupted: bool = True,
     signals: Sequence[signal.Signals] = STOP_SIGNALS,
     monitor: Callable[[RunStats], None] | None = None,
+    header: RenderableType | None = None,
 ) -> RunSummary:
     """Run a validated pipeline to the end of its input (or until stopped).
 
     ``keep_interrupted=False`` makes the first signal abort (outputs discarded) rather than
     stop the source and flush: a folder run wants no truncated clip under a final name.
     ``signals`` are handled only when called from the main thread. ``monitor`` is given the
-    run's live figures before the stages start (a metrics endpoint reads them). Never raises
+    run's live figures before the stages start (a metrics endpoint reads them); ``header``
+    is shown above the run's progress on a terminal (a folder run's overall bar). Never raises
     for a stage's error: the summary's ``status`` is ``failed`` and its ``error`` names the
     stage and the input. Returns once every stage has closed (or, after an abort, once
     ``ABORT_GRACE_S`` have passed).
@@ -148,6 +151,7 @@ def run_pipeline(
     base = Context(device=device, batch=spec.batch, quiet=quiet)
     runner = _Runner(spec, [replace(base, stats={}) for _ in spec.stages], keep_interrupted)
     runner.torch_threads = torch_threads_per_stage(spec, device)
+    runner.header = header
     for context in runner.contexts:
         context.request_stop = runner.request_stop
     if monitor is not None:
@@ -173,6 +177,8 @@ class _Runner:
         self.contexts = contexts
         self.keep_interrupted = keep_interrupted
         self.torch_threads: int | None = None
+        self.header: RenderableType | None = None
+        self.device = contexts[0].device if contexts else "cpu"
         self.uris = spec.inputs or [spec.source.name]
         self.input = ", ".join(redact(u) for u in self.uris)
         self.live: LiveOptions | None = None
@@ -222,8 +228,10 @@ class _Runner:
             index, exception = self._error
             reason = self._redacted(_one_line(exception)).removeprefix(f"{self.input}: ")
             error = f"{self.spec.stages[index].label} on {self.input}: {reason}"
-            return RunSummary(self.input, "failed", seconds, self.stats, error, exception)
-        return RunSummary(self.input, self._status(), seconds, self.stats)
+            return RunSummary(
+                self.input, "failed", seconds, self.stats, error, exception, self.device
+            )
+        return RunSummary(self.input, self._status(), seconds, self.stats, device=self.device)
 
     def _redacted(self, text: str) -> str:
         """``text`` with the credentials of every URL in it hidden (errors quote inputs)."""
@@ -237,7 +245,10 @@ class _Runner:
         return "interrupted" if self._stopping else "done"
 
     def _wait(self, threads: list[threading.Thread], started: float, quiet: bool) -> None:
-        live = None if quiet else Live(console=console, transient=True, refresh_per_second=4)
+        """Wait for the stages, showing the run's progress on a terminal (``progress``)."""
+        show = not quiet and console.is_terminal
+        live = Live(console=console, transient=True, refresh_per_second=4) if show else None
+        display = RunDisplay(self.stats, self.header)
         source = threads[0]
         with live or nullcontext():
             while alive := [t for t in threads if t.is_alive() and not self._left(t, source)]:
@@ -250,10 +261,8 @@ class _Runner:
                     self._leave_source()
                 alive[0].join(0.1)
                 if live is not None:
-                    line = status_line(self.stats, time.perf_counter() - started)
-                    if self._stopping:
-                        line += "  |  stopping (again to quit at once)"
-                    live.update(Text(line))
+                    seconds = time.perf_counter() - started
+                    live.update(display.render(seconds, self._stopping))
 
     def _left(self, thread: threading.Thread, source: threading.Thread) -> bool:
         """Whether ``thread`` is a source left behind (blocked in a read after a stop)."""
@@ -346,7 +355,7 @@ class _Runner:
                 raise QueueClosed  # the input was ended without this source
             if isinstance(message, StreamStart):
                 self._open_streams.add(message.info.id)
-                health.get(message.info.id, message.info.name)
+                health.get(message.info.id, message.info.name, message.info.frames)
             elif isinstance(message, StreamEnd):
                 self._open_streams.discard(message.stream)
                 if self.admission is not None:
@@ -376,6 +385,7 @@ class _Runner:
                 torch.set_num_threads(self.torch_threads)  # this thread's share of the cores
             stage = self.stages[index] = spec.cls(spec.options, self.contexts[index])
             stage.open()
+            stats.settings = stage.describe()
             take = functools.partial(inbox.take, self.spec.batch, self._one_per_stream)
             while (messages := take())[0] is not END_OF_INPUT:
                 head = messages[0]

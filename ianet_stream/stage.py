@@ -186,6 +186,11 @@ class Stage:
         """The ``Frame`` fields this stage sets with these options (``provides`` by default)."""
         return frozenset(cls.provides)
 
+    def describe(self) -> dict[str, Any]:
+        """After ``open()``: what the stage resolved from its options (a model's variant and
+        input size, a flow method's working size), for the run's ``--json`` report."""
+        return {}
+
     def degrade(self) -> str | None:
         """Make the stage cheaper by one step, when a live pipeline is slower than its
         latency bound; returns what changed ("flow size 192 -> 144"), or None when nothing

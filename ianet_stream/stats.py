@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from rich import box
 from rich.console import Group
@@ -18,9 +20,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from ianet.atomic import write_text
+from ianet_stream import __version__
 from ianet_stream.admission import StreamsHealth
 from ianet_stream.errors import InputError
 from ianet_stream.stage import Liveness
+from ianet_stream.uris import redact
+
+if TYPE_CHECKING:
+    from ianet_stream.config import PipelineSpec
 
 Status = Literal["done", "interrupted", "aborted", "failed"]
 
@@ -111,6 +118,7 @@ class StageStats:
         self.frames = 0
         self.busy = 0.0
         self.stale = 0
+        self.settings: dict[str, Any] = {}  # what the stage resolved (``Stage.describe``)
         self.not_admitted: Callable[[], int] = lambda: 0
         self.times = LatencyLog()
 
@@ -149,6 +157,7 @@ class StageStats:
             "drops": self.drops,
             "queue_max": self.queue_max,
             "counters": dict(self.counters),
+            "settings": dict(self.settings),
         }
 
 
@@ -199,6 +208,7 @@ class RunSummary:
     stats: RunStats = field(default_factory=lambda: RunStats([]))
     error: str | None = None
     exception: Exception | None = field(default=None, repr=False)
+    device: str = "cpu"
 
     @property
     def stages(self) -> list[StageStats]:
@@ -322,6 +332,67 @@ def _stages_table(summary: RunSummary) -> Table:
             cells.append(" ".join(f"{key}={value}" for key, value in own.items()))
         table.add_row(*cells)
     return table
+
+
+def run_report(
+    spec: PipelineSpec, summary: RunSummary, started: datetime, outputs: list[str]
+) -> dict[str, Any]:
+    """The ``--json`` document of one run: the summary, the inputs and outputs (credentials
+    hidden), the resolved pipeline, the model and the flow as the stages resolved them,
+    the device, the versions of the software and the timing."""
+    stages = {stage.name: stage.settings for stage in summary.stages}
+    report = summary.as_dict()
+    report.update(
+        inputs=[redact(uri) for uri in spec.inputs],
+        outputs=[redact(output) for output in outputs],
+        pipeline={
+            "device": spec.device,
+            "batch": spec.batch,
+            "stages": [{stage.name: _redacted(asdict(stage.options))} for stage in spec.stages],
+        },
+        model=stages.get("saliency"),
+        flow=stages.get("flow"),
+        device=summary.device,
+        versions=versions(),
+        timing={
+            "started": started.isoformat(timespec="seconds"),
+            "seconds": round(summary.seconds, 3),
+        },
+    )
+    return report
+
+
+def _redacted(value: Any) -> Any:
+    """Options as JSON values, every URL's credentials hidden."""
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def versions() -> dict[str, str]:
+    """The versions of what ran: ianet-stream, Python, the libraries, FFmpeg, the CPU."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"ianet-stream": __version__, "python": platform.python_version()}
+    for package in ("torch", "torchvision", "av", "numpy", "kornia", "pillow"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    try:
+        import av
+
+        found["ffmpeg"] = ".".join(map(str, av.library_versions["libavcodec"])) + " (libavcodec)"
+    except (ImportError, KeyError):
+        pass
+    found["machine"] = f"{platform.machine()} {platform.processor() or platform.system()}"
+    return found
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:

@@ -437,6 +437,7 @@ class Decode(Source):
             time_base=1 / rate if rate else reader.stream.time_base,
             live=live is not None,
             audio=options.uri if source.is_file else None,
+            frames=None if live is not None else self._expected(source, rate),
         )
         frames = reader.frames()
         session = None
@@ -453,6 +454,24 @@ class Decode(Source):
         complete = self._stop.is_set() or count == options.max_frames
         if not complete and (problems := reader.problems()):
             log.warning("%s: truncated or damaged: %s", source.uri, "; ".join(problems))
+
+    def _expected(self, source: _Input, rate: Fraction | None) -> int | None:
+        """How many frames the input will give: its frame count, or its duration at its
+        rate (after ``start``, up to ``max_frames``); None when it does not say."""
+        stream, options = source.reader.stream, self.options
+        if rate is None and stream.frames and not options.start:
+            count = stream.frames
+        elif source.duration is not None and (rate or source.reader.rate):
+            count = round((source.duration - options.start) * float(rate or source.reader.rate))
+        else:
+            return None
+        count = max(0, count)
+        return count if options.max_frames is None else min(count, options.max_frames)
+
+    def _limited(self, count: int | None) -> int | None:
+        if count is None:
+            return self.options.max_frames
+        return count if self.options.max_frames is None else min(count, self.options.max_frames)
 
     def _reconnecting(self, source: _Input) -> Reconnecting:
         """The frames of a live camera or network stream, reopened when lost (``live.py``)."""
@@ -481,6 +500,7 @@ class Decode(Source):
             rate=Fraction(rate),
             time_base=Fraction(1, rate),
             live=live is not None,
+            frames=self._limited(video.frames),
         )
         pictures = ((sample.image, sample.index, sample.mask) for sample in video)
         if live is not None:  # a live camera: frames at its rate, in real time

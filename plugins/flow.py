@@ -125,6 +125,23 @@ class Flow(Stage):
         self._reused.pop(stream, None)
         return []
 
+    def describe(self) -> dict[str, Any]:
+        options, grid = self.options, self._grid
+        if isinstance(grid, tuple):
+            working = f"{grid[1]}x{grid[0]}"
+        else:
+            working = "the frame's" if grid is None else f"short side {grid}"
+        settings = {
+            "method": options.method,
+            "working_size": working,
+            "alignment": options.alignment,
+            "warm_start": options.warm_start,
+            "reference": options.reference,
+        }
+        if options.method == "tvl1":
+            settings["preset"] = self._preset
+        return settings
+
     def degrade(self) -> str | None:
         """Cheaper, in steps: TV-L1's fast preset; the working size down by a quarter (not
         below 96 pixels); then flow estimated for every second frame, reused between."""

@@ -104,6 +104,15 @@ class Saliency(Stage):
     def close(self) -> None:
         self.predictor = None
 
+    def describe(self) -> dict[str, Any]:
+        predictor, precision = self.predictor, self.options.precision
+        return {
+            "checkpoint": self.options.checkpoint,
+            "variant": predictor.options.get("variant"),
+            "size": predictor.size,
+            "precision": "int8" if precision == "int8" else str(predictor.dtype).split(".")[-1],
+        }
+
     def _on_device(self, picture: Any) -> torch.Tensor:
         return torch.as_tensor(picture).to(self.device)
 

@@ -363,7 +363,11 @@ sys.exit(main())
 
 
 def start_cli(*args: str) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-c", CLI, "run", *args], stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", CLI, "run", *args],
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TTY_COMPATIBLE": "1"},  # stderr as a terminal: "running" first
+    )
     assert process.stderr.readline().startswith(b"running")
     return process
 

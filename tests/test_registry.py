@@ -142,3 +142,21 @@ def test_stages_lists_the_stages_asked_for_and_suggests_a_misspelt_one(capsys):
     assert "live" in {option["name"] for option in listed[1]["options"]}
     assert main(["stages", "decod"]) == 2
     assert "decod: no such stage (did you mean 'decode'?)" in capsys.readouterr().err
+
+
+def test_stages_reads_on_stdout_in_80_columns_and_cuts_nothing(capsys):
+    assert main(["stages"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    lines = captured.out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in captured.out
+    assert "decode (source)" in lines and "encode (sink)" in lines
+    assert "    checkpoint: str, default 'builtin:ianet-lite-synthetic'" in lines
+    help_text = " ".join(line.strip() for line in lines)
+    for stage in describe_stages():
+        for option in stage.get("options", []):
+            assert " ".join(option["help"].split()) in help_text  # every word, in order
+    assert main(["stages", "nosuch"]) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert "nosuch: no such stage; known stages: " in error and "decode" in error

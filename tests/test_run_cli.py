@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,11 @@ CLI = (
     "import sys; from ianet_stream.cli import main; code = main(); "
     "sys.exit(99 if 'torch' in sys.modules else code)"
 )
+
+
+# rich's way to say stderr is a terminal: the run then says "running ..." first, and shows
+# its progress (elsewhere it prints one line at its end).
+AS_IF_ON_A_TERMINAL = {**os.environ, "TTY_COMPATIBLE": "1"}
 
 
 def ianet_stream(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -82,7 +88,9 @@ def test_decode_to_encode_keeps_every_frame_and_its_time_without_torch(tmp_path,
         "decode (stage 1)",
         "encode (stage 2)",
     ]
-    assert "2 encode" in run.stderr.decode()  # the table, on stderr
+    (line,) = run.stderr.decode().splitlines()  # no terminal: one final line, on stderr
+    summary_line = rf"{re.escape(str(clip))}: 24 frames in [\d.]+ s \([\d.]+ frames/s\), done"
+    assert re.fullmatch(summary_line + r"; latency p95 \d+ ms", line)
 
 
 def test_stdin_to_stdout(tmp_path):
@@ -106,6 +114,7 @@ def test_sigint_finishes_the_frames_in_flight_and_leaves_a_playable_file(tmp_pat
         [sys.executable, "-c", CLI, "run", str(passthrough), "--input", long_clip,
          "--output", str(output), "--json", str(summary)],
         stderr=subprocess.PIPE,
+        env=AS_IF_ON_A_TERMINAL,
     )  # fmt: skip
     assert process.stderr.readline().startswith(b"running")
     try:

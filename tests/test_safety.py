@@ -21,7 +21,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from test_run_cli import CLI, PASSTHROUGH, read_frames, write_clip
+from test_run_cli import AS_IF_ON_A_TERMINAL, CLI, PASSTHROUGH, read_frames, write_clip
 
 from ianet.checkpoints import save_checkpoint
 from ianet.errors import InputError
@@ -41,7 +41,9 @@ def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def start_cli(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", CLI, *args], stderr=subprocess.PIPE, **kwargs)
+    """The CLI in a process whose stderr counts as a terminal (it says "running" first)."""
+    command = [sys.executable, "-c", CLI, *args]
+    return subprocess.Popen(command, stderr=subprocess.PIPE, env=AS_IF_ON_A_TERMINAL, **kwargs)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The training recipe as one typed, validated record.
 
-Defaults are the recipe the reference checkpoints were trained with (spec §7): SGD with
-Nesterov momentum 0.9 and weight decay 5e-4, learning rate 5e-4 for the encoders and 5e-3
+Defaults are the recipe the reference checkpoints were trained with (the authors' code): SGD
+with Nesterov momentum 0.9 and weight decay 5e-4, learning rate 5e-4 for the encoders and 5e-3
 for the rest, x0.1 from epoch 16 of 20, batch 8 at 512x512, seven outputs each weighted 1.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -20,6 +21,15 @@ LOSS_WEIGHTS = {
 }
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def default_workers(most: int = 4) -> int:
+    """Data-loading processes: one per core this process may use, at most ``most``."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, min(most, cores))
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,8 @@ class TrainConfig:
         precision: "auto" (bf16 autocast on a GPU that has it, else fp32), "fp32", "bf16"
             (autocast; also on the CPU) or "fp16" (autocast and a gradient scaler; GPU).
         compile: run the model through ``torch.compile``.
-        workers: data-loading processes per training process.
+        workers: data-loading processes per training process (default: one per core this
+            process may use, at most 4).
         seed: seeds the weights, the data order (a function of seed and epoch) and the
             augmentations (a function of seed, epoch and sample).
         save_every: write ``last.pth`` every this many steps (0: only at epoch ends).
@@ -81,7 +92,7 @@ class TrainConfig:
     colour_jitter: float = 0.0
     precision: str = "auto"
     compile: bool = False
-    workers: int = 4
+    workers: int = dataclasses.field(default_factory=lambda: default_workers())
     seed: int = 0
     save_every: int = 1000
     device: str = "auto"

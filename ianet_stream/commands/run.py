@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -156,18 +157,21 @@ def _run_one(args: argparse.Namespace, spec: PipelineSpec) -> int:
     from ianet_stream.console import console
     from ianet_stream.errors import ConfigError, PipelineError
     from ianet_stream.outputs import check_paths
+    from ianet_stream.progress import summary_line
     from ianet_stream.runner import run_pipeline
     from ianet_stream.stage import PlannedOutput
-    from ianet_stream.stats import stats_table, write_json
+    from ianet_stream.stats import run_report, stats_table, write_json
 
     streams = spec.source.cls.stream_names(spec.source.options)
     planned = [output for sink in spec.sinks for output in sink.cls.outputs(sink.options, streams)]
     if args.json is not None:
         planned.append(PlannedOutput(args.json))
     check_paths([*spec.inputs, args.pipeline], planned)
-    if not args.quiet:
+    terminal = console.is_terminal and not args.quiet
+    if terminal:
         names = " > ".join(stage.name for stage in spec.stages)
         console.print(f"running {names}", highlight=False)
+    started = datetime.now(timezone.utc)
     if args.metrics_port is None:
         summary = run_pipeline(spec, quiet=args.quiet)
     else:
@@ -177,10 +181,14 @@ def _run_one(args: argparse.Namespace, spec: PipelineSpec) -> int:
             if not args.quiet:
                 console.print(f"metrics at {metrics.url}", highlight=False)
             summary = run_pipeline(spec, quiet=args.quiet, monitor=metrics.watch)
-    if not args.quiet:
+    early = summary.status == "failed" and summary.stats.stages[0].frames == 0
+    if terminal and not early:
         console.print(stats_table(summary))
+    elif not args.quiet and not early:
+        console.print(summary_line(summary), highlight=False, markup=False)
     if args.json is not None:
-        write_json(args.json, summary.as_dict())
+        outputs = [str(output.path) for output in planned if output.path != args.json]
+        write_json(args.json, run_report(spec, summary, started, outputs))
     if summary.status == "failed":  # a stage's configuration error found at run time exits 2
         error_type = ConfigError if isinstance(summary.exception, ConfigError) else PipelineError
         raise error_type(summary.error) from summary.exception

@@ -1,11 +1,16 @@
-"""``ianet-stream stages``: every registered stage with its options, types, defaults and help."""
+"""``ianet-stream stages``: every registered stage with its options, types, defaults and help,
+on stdout (``| less``, ``| grep``), in blocks that fit 80 columns."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import sys
+import textwrap
 from typing import Any
+
+WIDTH = 80
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -60,14 +65,18 @@ def describe_stages() -> list[dict[str, Any]]:
 
 
 def _only(stages: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
-    """The stages called ``names``, in that order; a ConfigError for an unknown one."""
+    """The stages called ``names``, in that order; a ConfigError listing the known names
+    for an unknown one."""
     from ianet_stream.config import suggestion
     from ianet_stream.errors import ConfigError
 
     by_name = {stage["name"]: stage for stage in stages}
     for name in names:
         if name not in by_name:
-            raise ConfigError(f"{name}: no such stage{suggestion(name, by_name)}")
+            raise ConfigError(
+                f"{name}: no such stage{suggestion(name, by_name)}; "
+                f"known stages: {', '.join(by_name)}"
+            )
     return [by_name[name] for name in names]
 
 
@@ -79,34 +88,46 @@ def _jsonable(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool | list | dict | None) else str(value)
 
 
+def describe_text(stages: list[dict[str, Any]], width: int = WIDTH) -> str:
+    """Readable blocks, one per stage, that fit ``width`` columns and cut nothing: the
+    stage's name, kind and help, then one option per line with its type and default and,
+    below it, its help."""
+    blocks = []
+    for stage in stages:
+        if "error" in stage:
+            lines = [f"{stage['name']} (cannot be loaded)", *_wrap(stage["error"], width, 2)]
+            blocks.append("\n".join(lines))
+            continue
+        lines = [f"{stage['name']} ({stage['kind']})", *_wrap(stage["help"], width, 2)]
+        if stage["options"]:
+            lines.append("  options:")
+        for option in stage["options"]:
+            default = "required" if option["required"] else f"default {option['default']!r}"
+            lines += _wrap(f"{option['name']}: {option['type']}, {default}", width, 4, 8)
+            lines += _wrap(option["help"], width, 8)
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _wrap(text: str, width: int, indent: int, later: int | None = None) -> list[str]:
+    """``text`` wrapped to ``width`` columns, never cutting a word (a longer word stands
+    on a line of its own)."""
+    return textwrap.wrap(
+        text,
+        width=width,
+        initial_indent=" " * indent,
+        subsequent_indent=" " * (indent if later is None else later),
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from ianet_stream.console import console
-
     stages = describe_stages()
     if args.names:
         stages = _only(stages, args.names)
     if args.json:
         print(json.dumps(stages, indent=2))
-        return 0
-    table = Table(title="stages (ianet_stream.stages entry points)", title_justify="left")
-    widths = {"type": 24, "default": 14}
-    for column in ("stage", "option", "type", "default", "help"):
-        table.add_column(column, max_width=widths.get(column))
-    for stage in stages:
-        if "error" in stage:
-            table.add_row(stage["name"], "", "", "", f"[red]{escape(stage['error'])}[/]")
-            continue
-        table.add_row(
-            f"[bold]{stage['name']}[/]", f"[dim]{stage['kind']}[/]", "", "", escape(stage["help"])
-        )
-        for option in stage["options"]:
-            default = "[i]required[/]" if option["required"] else escape(repr(option["default"]))
-            table.add_row(
-                "", option["name"], escape(option["type"]), default, escape(option["help"])
-            )
-        table.add_section()
-    console.print(table)
+    else:
+        sys.stdout.write(describe_text(stages))
     return 0

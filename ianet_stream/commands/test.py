@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from ianet.train.config import default_workers
 from ianet_stream.console import console
 
 
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers",
         type=int,
-        default=min(4, os.cpu_count() or 1),
+        default=default_workers(),
         help="decoding processes (default: one per core, at most 4)",
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: one per core)")

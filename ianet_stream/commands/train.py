@@ -31,7 +31,7 @@ FLAG_OPTIONS = (
     ("--backbone-weights", "backbone_weights", str, "W", "auto (torchvision), none or PATH"),
     ("--init", "init", str, "CKPT", "fine-tune: start from this checkpoint or builtin:NAME"),
     ("--device", "device", str, "D", "auto, cpu, cuda, cuda:1, ..."),
-    ("--workers", "workers", int, "N", "data-loading processes, default 4"),
+    ("--workers", "workers", int, "N", "data-loading processes (default: one per core, at most 4)"),
     ("--threads", "threads", int, "N", "torch CPU threads per process (default: one per core)"),
     ("--precision", "precision", str, "P", "auto, fp32, bf16 or fp16"),
     ("--seed", "seed", int, "S", "seed of weights, data order and augmentation, default 0"),
