@@ -44,10 +44,10 @@ picture never changes a map the model keeps wins within about ``memory / floor *
 frames at worst (55 with the defaults; 20 to 30 in practice, as the certainty drains where
 the reliability is below 1), and the carried map is let go as slowly.
 
-The output is the fused map upsampled (bilinearly) to the frame's size. The maps are
-fused at the working size: the saliency maps have no finer detail when the working size is
-at least the model's input size (160 for the built-in model; raise ``size`` for a model that
-reads larger pictures). A stream's first map, and the first after a cut, is output as it is.
+The output is the fused map upsampled (bilinearly) to the frame's size: the maps are fused
+at the working size (a short side of 128 by default; the built-in model's maps come from
+160x160 pictures, so little is lost; raise ``size`` for a model that reads larger ones). A
+stream's first map, and the first after a cut, is output as it is.
 
 **Cuts and repeats** are tested on the working-size pictures. A *cut* resets the stream (the
 new map is taken as it is, with certainty ``start_weight``): the total-variation distance
@@ -119,7 +119,7 @@ class PropagationOptions:
     cut_threshold: float = 0.2
     cut_reliable: float = 0.05
     repeat_threshold: float = 0.02
-    size: int = 160
+    size: int = 128
 
     def __post_init__(self) -> None:
         if not self.memory >= 1:
@@ -310,14 +310,13 @@ class Step(NamedTuple):
 
 
 class _State(NamedTuple):
-    """A stream's state after a frame: at the working size, the picture and its grey
-    histogram (1x32), the fused map and its certainty; and the output at the frame's size."""
+    """A stream's state after a frame: at the working size, ``carried`` = the picture (RGB),
+    the fused map and its certainty stacked (1x5xhxw), and the picture's grey histogram
+    (1x32); the output at the frame's size."""
 
     index: int
-    picture: Tensor
+    carried: Tensor
     histogram: Tensor
-    saliency: Tensor
-    certainty: Tensor
     output: Tensor
 
 
@@ -380,9 +379,9 @@ def propagate_streams(requests: Sequence[Request]) -> list[Step]:
         raise ValueError("propagate_streams: the propagators' options differ")
     height, width = requests[0][2].shape
     size = working_size(height, width, options.size)
-    pictures = thumbnails(torch.stack([request[1] for request in requests]), size)
+    pictures = thumbnails(_stack([request[1] for request in requests]), size)
     histograms = grey_histograms(pictures)
-    small_maps = torch.cat([shrink(request[2].float()[None, None], size) for request in requests])
+    small_maps = _concatenate([shrink(r[2].float()[None, None], size) for r in requests])
 
     events: list[Event] = ["start"] * len(requests)
     gaps = [1] * len(requests)
@@ -397,7 +396,7 @@ def propagate_streams(requests: Sequence[Request]) -> list[Step]:
         step = _carry(
             states,
             *(t if every else t.index_select(0, rows) for t in (pictures, histograms, small_maps)),
-            shrink_flow(torch.stack([requests[i][3] for i in carrying]).float(), size),
+            shrink_flow(_stack([requests[i][3] for i in carrying]).float(), size),
             [gaps[i] for i in carrying],
             options,
         )
@@ -409,6 +408,7 @@ def propagate_streams(requests: Sequence[Request]) -> list[Step]:
         for k, i in enumerate(carrying):
             events[i] = step.events[k]
     outputs = F.interpolate(fused, size=(height, width), mode="bilinear", align_corners=False)
+    carried = torch.cat([pictures, fused, certainty], 1)
 
     steps = []
     for i, (propagator, _, saliency, _, index) in enumerate(requests):
@@ -416,14 +416,7 @@ def propagate_streams(requests: Sequence[Request]) -> list[Step]:
             propagator.state = propagator.state._replace(index=index)
         else:
             output = saliency.float() if events[i] in ("start", "cut") else outputs[i, 0]
-            propagator.state = _State(
-                index,
-                pictures[i : i + 1],
-                histograms[i : i + 1],
-                fused[i : i + 1],
-                certainty[i : i + 1],
-                output,
-            )
+            propagator.state = _State(index, carried[i : i + 1], histograms[i : i + 1], output)
         steps.append(Step(propagator.state.output, events[i], gaps[i]))
     return steps
 
@@ -444,7 +437,7 @@ def _carry(
     options: PropagationOptions,
 ) -> _Carried:
     """The fusion step, at the working size, of streams that have a state."""
-    previous = torch.cat([torch.cat([s.picture, s.saliency, s.certainty], 1) for s in states])
+    previous = _concatenate([state.carried for state in states])
     previous_pictures = previous[:, :3]
     gap = torch.tensor(gaps, device=maps.device, dtype=maps.dtype).view(-1, 1, 1, 1)
     if any(g > 1 for g in gaps):  # the flow spans one interval or the whole gap: the better
@@ -462,7 +455,7 @@ def _carry(
     agreed = agreement(maps, carried, trust * certainty)
     fused, certainty = fuse(carried, certainty, maps, agreed, options)
 
-    previous_histograms = torch.cat([s.histogram for s in states])
+    previous_histograms = _concatenate([state.histogram for state in states])
     cuts = (histogram_distance(histograms, previous_histograms) > options.cut_threshold) | (
         reliable < options.cut_reliable
     )
@@ -476,6 +469,16 @@ def _carry(
         for cut, repeat in zip(cuts.tolist(), repeats.tolist(), strict=True)
     ]
     return _Carried(fused, certainty, events)
+
+
+def _stack(tensors: list[Tensor]) -> Tensor:
+    """``torch.stack`` without a copy for one tensor."""
+    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+
+
+def _concatenate(tensors: list[Tensor]) -> Tensor:
+    """``torch.cat`` without a copy for one tensor."""
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
 
 def _warp_error(previous: Tensor, pictures: Tensor, flows: Tensor) -> Tensor:
