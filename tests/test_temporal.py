@@ -384,3 +384,19 @@ def test_on_real_footage_the_masks_flicker_less(tmp_path):
     assert scores["fused"].median_iou > scores["raw"].median_iou + 0.2
     assert scores["fused"].flashes < scores["raw"].flashes
     assert 0.02 < scores["fused"].mean_area < 0.5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_the_gpu_the_maps_are_those_of_the_cpu():
+    frames = 8
+    corners = [(40, 20 + 3 * t) for t in range(frames)]
+    thing = Thing(texture(1, SIDE, SIDE, contrast=1.5), corners)
+    scene = Scene(pan(frames, 2), [thing])
+    maps = [scene.mask(thing, t) * (0.5 + 0.05 * t) for t in range(frames)]
+    on_cpu, on_gpu = Propagator(), Propagator()
+    for t in range(frames):
+        expected = on_cpu(scene.picture(t), maps[t], scene.flow(t), t)
+        step = on_gpu(scene.picture(t).cuda(), maps[t].cuda(), scene.flow(t).cuda(), t)
+        assert step.saliency.device.type == "cuda" and step.event == expected.event
+        torch.testing.assert_close(step.saliency.cpu(), expected.saliency, atol=1e-4, rtol=0)
