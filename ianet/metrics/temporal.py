@@ -22,7 +22,9 @@ et al., 2015) computes it for alpha mattes: for each pair of consecutive frames,
 root of the mean over the pixels of the squared difference between the temporal change of
 the prediction (``p_t - p_t-1``) and the temporal change of the ground truth
 (``g_t - g_t-1``), times 100; maps in [0, 1]. It is 0 when the prediction changes exactly
-as the ground truth does; flicker raises it. A sequence's dtSSD is the mean over its pairs.
+as the ground truth does; flicker raises it. A sequence's dtSSD is the mean over its pairs;
+``ianet-stream eval`` reads the 8-bit maps as the saliency protocols do (``normalised_map``)
+and averages the sequences as the protocol averages its other measures.
 """
 
 from __future__ import annotations
@@ -41,17 +43,11 @@ FLASH_IOU = 0.5  # a pair of consecutive masks whose warped IoU is below this is
 MotionFlow = Callable[[Tensor, Tensor], Tensor]
 
 
-def tvl1_motion(previous: Tensor, current: Tensor) -> Tensor:
-    """The default estimator: the pipeline's TV-L1 (``fast``) motion flow of ``current``
-    since ``previous`` (BxHxWx3 uint8 each), Bx2xHxW on ``current``'s grid."""
-    from ianet.flow import motion_flow
-
-    return motion_flow(previous, current, "tvl1", preset="fast")
-
-
 def project_motion(method: str = "tvl1", **options: object) -> MotionFlow:
     """A motion-flow estimator of the project (``ianet.flow.motion_flow``): ``tvl1``
-    (``preset`` ``fast`` unless given), ``raft_small`` or ``raft_large`` (``weights``)."""
+    (``preset`` ``fast`` unless given, as the pipeline's flow stage), ``raft_small`` or
+    ``raft_large`` (``weights``). It takes BxHxWx3 uint8 ``previous`` and ``current`` and
+    returns the Bx2xHxW motion of ``current`` since ``previous``, on ``current``'s grid."""
     from ianet.flow import motion_flow
 
     if method == "tvl1":
@@ -212,7 +208,7 @@ class StabilityAccumulator:
     Args:
         flow: the motion-flow estimator, ``flow(previous, current)`` with BxHxWx3 uint8 RGB
             pictures returning Bx2xHxW motion of ``current`` since ``previous`` on
-            ``current``'s grid (default ``tvl1_motion``).
+            ``current``'s grid (default ``project_motion()``: the pipeline's TV-L1).
         threshold: the mask threshold.
         occlusion_tolerance: mean absolute RGB difference (0..1) above which a pixel is
             occluded for the warping error.
@@ -231,7 +227,7 @@ class StabilityAccumulator:
         threshold: float = 0.5,
         occlusion_tolerance: float = 0.05,
     ) -> None:
-        self.flow = flow or tvl1_motion
+        self.flow = flow or project_motion()
         self.threshold = threshold
         self.occlusion_tolerance = occlusion_tolerance
         self._previous: tuple[Tensor, Tensor] | None = None
