@@ -304,7 +304,8 @@ def _producer_hint(fields: Sequence[str]) -> str:
             cls = registry.load(entry_point)
         except registry.StageLoadError:
             continue
-        if cls.kind != "source" and set(cls.provides) & set(fields):
+        makes = set(cls.provides) - {choice for req in cls.requires for choice in req.split("|")}
+        if cls.kind != "source" and makes & set(fields):
             producers.append(name)
     if not producers:
         return "no registered stage provides it"

@@ -13,7 +13,7 @@ from PIL import Image
 from ianet_stream.cli import main
 from ianet_stream.console import console
 
-KEYS = {"S", "maxF", "meanF", "adpF", "maxE", "meanE", "adpE", "MAE", "frames"}
+KEYS = {"S", "maxF", "meanF", "adpF", "maxE", "meanE", "adpE", "MAE", "dtSSD", "frames"}
 FRAMES = 4  # per sequence
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -15,7 +16,11 @@ _SCALARS = 4  # S, MAE, adaptive F, adaptive E: the first columns of FrameScores
 
 @dataclass(frozen=True)
 class DatasetScores:
-    """The scores of one dataset; curves have 256 points, index k for threshold k / 255."""
+    """The scores of one dataset; curves have 256 points, index k for threshold k / 255.
+
+    ``dtssd``: RobustVideoMatting's dtSSD (``ianet.metrics.temporal``), NaN when not
+    computed (``SODAccumulator`` does not; ``evaluate`` does) or without consecutive frames.
+    """
 
     s_measure: float
     max_f: float
@@ -31,9 +36,11 @@ class DatasetScores:
     recall: tuple[float, ...] = field(repr=False)
     f_curve: tuple[float, ...] = field(repr=False)
     e_curve: tuple[float, ...] = field(repr=False)
+    dtssd: float = float("nan")
 
     def to_json(self) -> dict[str, float | int]:
-        """The summary as written by ``ianet-stream eval --json``."""
+        """The summary as written by ``ianet-stream eval --json`` (``dtSSD`` when known)."""
+        dtssd = {} if math.isnan(self.dtssd) else {"dtSSD": self.dtssd}
         return {
             "S": self.s_measure,
             "maxF": self.max_f,
@@ -43,6 +50,7 @@ class DatasetScores:
             "meanE": self.mean_e,
             "adpE": self.adaptive_e,
             "MAE": self.mae,
+            **dtssd,
             "frames": self.frames,
         }
 

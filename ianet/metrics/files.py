@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import groupby, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -35,6 +35,7 @@ from ianet.metrics.measures import (
     frame_scores,
     scores_from_histograms,
 )
+from ianet.metrics.temporal import DtSSDAccumulator, normalised_map
 
 if TYPE_CHECKING:
     from ianet.data.lists import Sample
@@ -222,7 +223,9 @@ def evaluate(
         progress: called with the number of frames scored after each batch.
 
     Returns:
-        Scores per dataset, in the order of their first frame in ``pairs``.
+        Scores per dataset, in the order of their first frame in ``pairs``, with dtSSD
+        (``ianet.metrics.temporal``) over each sequence's consecutive frames (ordered by
+        GT file name) where a sequence has two or more.
 
     Raises:
         InputError: no frames, or a file is missing or unreadable.
@@ -233,10 +236,6 @@ def evaluate(
     workers = workers or min(8, os.cpu_count() or 1)
     accumulator = SODAccumulator(protocol)
     on_cpu = device.type == "cpu"
-
-    def load(pair: FramePair) -> ByteHistograms | tuple[Tensor, Tensor]:
-        pred, gt = load_pair(pair)
-        return byte_histogram_numpy(pred.numpy(), gt.numpy(), protocol) if on_cpu else (pred, gt)
 
     def score(batch: list[tuple[FramePair, ByteHistograms | tuple[Tensor, Tensor]]]) -> None:
         items = [item for _, item in batch]
@@ -251,9 +250,24 @@ def evaluate(
         if progress is not None:
             progress(len(batch))
 
+    def load_with_residual(
+        pair: FramePair,
+    ) -> tuple[ByteHistograms | tuple[Tensor, Tensor], Tensor]:
+        pred, gt = load_pair(pair)
+        residual = normalised_map(pred) - gt.float()
+        if on_cpu:
+            return byte_histogram_numpy(pred.numpy(), gt.numpy(), protocol), residual
+        return (pred, gt), residual
+
+    ordered = sorted(pairs, key=lambda pair: (pair.dataset, pair.sequence, pair.gt.name))
+    changes = DtSSDAccumulator()
     waiting: dict[tuple[int, ...], list] = {}
     with _one_torch_thread() if on_cpu else nullcontext():
-        for pair, item in _loaded(pairs, load, workers, ahead=max(2 * batch_size, 2 * workers)):
+        loaded = _loaded(
+            ordered, load_with_residual, workers, ahead=max(2 * batch_size, 2 * workers)
+        )
+        for pair, (item, residual) in loaded:
+            changes.add(pair.dataset, pair.sequence, residual)
             size = () if on_cpu else tuple(item[1].shape)
             batch = waiting.setdefault(size, [])
             batch.append((pair, item))
@@ -262,4 +276,8 @@ def evaluate(
         for batch in waiting.values():
             score(batch)
     scores = accumulator.result()
-    return {name: scores[name] for name in dict.fromkeys(pair.dataset for pair in pairs)}
+    dtssd = changes.result(protocol)
+    return {
+        name: replace(scores[name], dtssd=dtssd.get(name, float("nan")))
+        for name in dict.fromkeys(pair.dataset for pair in pairs)
+    }

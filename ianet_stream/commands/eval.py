@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import tempfile
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from ianet.metrics import DatasetScores, FramePair
+    from ianet.metrics.temporal import MotionFlow, StabilityScores
 
 EXAMPLES = 3  # file names shown in an error message
 COLUMNS = (  # (title, DatasetScores attribute), the paper's three first
@@ -28,26 +30,45 @@ COLUMNS = (  # (title, DatasetScores attribute), the paper's three first
     ("maxE", "max_e"),
     ("meanE", "mean_e"),
     ("adpE", "adaptive_e"),
+    ("dtSSD", "dtssd"),
 )
+FLOWS = ("tvl1", "raft_small", "raft_large", "dis")
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "eval",
-        help="score saliency maps: S-measure, F-measure, E-measure, MAE per dataset",
+        help="score saliency maps: S-measure, F-measure, E-measure, MAE, dtSSD per dataset; "
+        "or their temporal stability on the video they came from",
         description="Score prediction PNGs against ground-truth PNGs and report, per dataset "
-        "folder, S-measure, max/mean/adaptive F-measure, max/mean/adaptive E-measure and MAE. "
+        "folder, S-measure, max/mean/adaptive F-measure, max/mean/adaptive E-measure, MAE and "
+        "dtSSD (RobustVideoMatting's temporal-coherence error: 100 x the root mean square of "
+        "the change of the prediction between consecutive frames minus the change of the "
+        "ground truth; lower is steadier). "
         "With --gt, files are matched by their path relative to each folder "
         "(<dataset>/<sequence>/<name>.png; GT in <dataset>/<sequence>/ground-truth/ "
         "is matched to <dataset>/<sequence>/<name>.png). With --list, the ground truth of "
         "each row is matched to PRED/<dataset>/<sequence>/<gt basename>, as "
         "'ianet-stream test' writes it. A prediction of another size than its GT is "
         "resized to the GT's size (bilinear, antialiased), as the DAVSOD toolbox resizes "
-        "it (with MATLAB's imresize).",
+        "it (with MATLAB's imresize). "
+        "With --video instead, no ground truth is needed: the maps of a clip "
+        "(PRED/<clip name>/<frame index>.png as the masks stage writes them, or PRED/<index>.png "
+        "for one clip) are scored for temporal stability against the clip's frames: each map "
+        "is carried onto the next frame with an optical flow (--flow) and compared with that "
+        "frame's map: median flow-warped IoU of the masks (>= --threshold), share of flashes "
+        "(pairs with IoU < 0.5), warping error (mean squared difference where the flow "
+        "explains the picture) and the masks' area (share of the frame).",
     )
     parser.add_argument("--pred", required=True, type=Path, metavar="DIR", help="prediction PNGs")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--gt", type=Path, metavar="DIR", help="ground-truth PNGs")
+    source.add_argument(
+        "--video",
+        type=Path,
+        metavar="CLIP",
+        help="score the maps' temporal stability on this clip (or on every clip of a folder)",
+    )
     source.add_argument(
         "--list",
         type=Path,
@@ -62,6 +83,29 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="davsod (default): the DAVSOD toolbox, per-sequence averages, first and last "
         "frame of each sequence skipped, exact thresholds; pysod: PySODMetrics' numbers, "
         "averaged over all frames",
+    )
+    parser.add_argument(
+        "--flow",
+        choices=FLOWS,
+        default="tvl1",
+        help="with --video: the flow that carries a map onto the next frame: tvl1 (the "
+        "pipeline's TV-L1, default), raft_small or raft_large (torchvision's weights), dis "
+        "(OpenCV's DIS, medium preset: independent of the pipeline's flow; needs "
+        "opencv-python-headless)",
+    )
+    parser.add_argument(
+        "--flow-size",
+        type=int,
+        default=256,
+        metavar="N",
+        help="with --video: the flow is estimated with the frames' short side scaled down "
+        "to N (0: at the frames' size)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="with --video: the maps are masks at and above this value (0-1)",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the scores as JSON")
     parser.add_argument(
@@ -152,9 +196,13 @@ def _table(scores: dict[str, DatasetScores], protocol: str) -> Table:
     for title in [title for title, _ in COLUMNS] + ["frames", "seqs"]:
         table.add_column(title, justify="right", no_wrap=True, min_width=len(title))
     for name, result in scores.items():
-        values = [f"{getattr(result, attribute):.3f}" for _, attribute in COLUMNS]
+        values = [_number(getattr(result, attribute)) for _, attribute in COLUMNS]
         table.add_row(name, *values, str(result.frames), str(result.sequences))
     return table
+
+
+def _number(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"
 
 
 def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
@@ -209,6 +257,10 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise ConfigError(f"{option} {value}: expected a positive integer")
     device = _device(args.device)
+    if args.video is not None:
+        if args.plot is not None:
+            raise ConfigError("--plot draws the curves of --gt or --list scores, not of --video")
+        return _run_video(args, device)
     frames = _frames(args)
 
     progress = Progress(
@@ -239,4 +291,144 @@ def run(args: argparse.Namespace) -> int:
         written = _plot(scores, args.plot, args.protocol)
         if not args.quiet:
             console.print(f"curves: {', '.join(str(path) for path in written)}", highlight=False)
+    return 0
+
+
+def _clips(video: Path, pred: Path) -> list[tuple[Path, Path]]:
+    """(clip, folder of its maps) for a clip or a folder of clips."""
+    from ianet_stream.errors import InputError
+    from ianet_stream.uris import list_videos
+
+    if not pred.is_dir():
+        raise InputError(f"{pred}: no such prediction folder")
+    if video.is_dir():
+        clips = list_videos(video)
+        if not clips:
+            raise InputError(f"{video}: no video files")
+        return [(clip, pred / clip.stem) for clip in clips]
+    if not video.is_file():
+        raise InputError(f"{video}: no such video file or folder")
+    return [(video, pred / video.stem if (pred / video.stem).is_dir() else pred)]
+
+
+def _dis_motion() -> MotionFlow:
+    """OpenCV's DIS (medium preset) as a motion-flow estimator (``ianet.metrics.temporal``)."""
+    import numpy as np
+    import torch
+
+    from ianet_stream.errors import ConfigError
+
+    try:
+        import cv2
+    except ImportError:
+        raise ConfigError("--flow dis needs OpenCV: pip install opencv-python-headless") from None
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+
+    def estimate(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        grey = [
+            cv2.cvtColor(np.ascontiguousarray(p[0].cpu().numpy()), cv2.COLOR_RGB2GRAY)
+            for p in (previous, current)
+        ]
+        backward = dis.calc(grey[1], grey[0], None)  # each pixel of current, where it was
+        return -torch.from_numpy(backward).permute(2, 0, 1)[None].to(current.device)
+
+    return estimate
+
+
+def _stability(
+    args: argparse.Namespace, device: str, clip: Path, maps: Path, progress: Callable[[], None]
+) -> StabilityScores:
+    """The temporal stability of one clip's maps."""
+    import av
+    import torch
+
+    from ianet.metrics import read_map
+    from ianet.metrics.temporal import StabilityAccumulator, at_working_size, project_motion
+    from ianet_stream.errors import InputError
+
+    flow = _dis_motion() if args.flow == "dis" else project_motion(args.flow)
+    accumulator = StabilityAccumulator(
+        at_working_size(flow, args.flow_size or None), threshold=args.threshold
+    )
+    try:
+        container = av.open(str(clip))
+    except av.error.FFmpegError as error:
+        raise InputError(f"{clip}: cannot read ({error})") from None
+    found = 0
+    with container:
+        for index, frame in enumerate(container.decode(video=0)):
+            path = maps / f"{index:05d}.png"
+            if not path.is_file():
+                accumulator.skip()
+                continue
+            picture = torch.from_numpy(frame.to_ndarray(format="rgb24")).to(device)
+            saliency = read_map(path).to(device).float() / 255
+            if saliency.shape != picture.shape[:2]:
+                size = tuple(picture.shape[:2])
+                saliency = torch.nn.functional.interpolate(
+                    saliency[None, None], size=size, mode="bilinear", align_corners=False
+                )[0, 0]
+            accumulator.update(picture, saliency)
+            found += 1
+            progress()
+    if not found:
+        raise InputError(f"{maps}: no map <frame index>.png of {clip.name} (e.g. 00000.png)")
+    return accumulator.result()
+
+
+def _run_video(args: argparse.Namespace, device: str) -> int:
+    from rich import box
+    from rich.progress import Progress, TextColumn
+    from rich.table import Table
+
+    from ianet_stream.console import console
+    from ianet_stream.errors import ConfigError
+
+    if not 0 < args.threshold < 1:
+        raise ConfigError(f"--threshold {args.threshold}: expected a value between 0 and 1")
+    if args.flow_size < 0:
+        raise ConfigError(f"--flow-size {args.flow_size}: expected 0 or a positive integer")
+    clips = _clips(args.video, args.pred)
+    progress = Progress(
+        TextColumn("scoring {task.description}: {task.completed} frames"),
+        console=console,
+        transient=True,
+        disable=args.quiet,
+    )
+    results = {}
+    with progress:
+        for clip, maps in clips:
+            task = progress.add_task(clip.name)
+            results[clip.stem] = _stability(
+                args, device, clip, maps, lambda task=task: progress.advance(task)
+            )
+    if not args.quiet:
+        table = Table(
+            title=f"temporal stability ({args.flow} flow, masks >= {args.threshold:g})",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1),
+            collapse_padding=True,
+            pad_edge=False,
+        )
+        table.add_column("clip", overflow="fold")
+        titles = ("warped IoU", "flashes", "warp err", "area", "min area", "max area", "frames")
+        for title in titles:
+            table.add_column(title, justify="right", no_wrap=True)
+        for name, result in results.items():
+            table.add_row(
+                name,
+                _number(result.median_iou),
+                f"{100 * result.flashes:.1f} %",
+                f"{result.warping_error:.4f}",
+                f"{result.mean_area:.3f}",
+                f"{result.min_area:.3f}",
+                f"{result.max_area:.3f}",
+                str(result.frames),
+            )
+        console.print(table)
+    if args.json is not None:
+        document = {name: result.to_json() for name, result in results.items()}
+        text = json.dumps(document, indent=2) + "\n"
+        _write_atomically(args.json, lambda temporary: temporary.write_text(text))
     return 0

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import glob
 import hashlib
+import importlib.util
 import os
 import platform
 import re
@@ -35,6 +36,10 @@ import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
+
+from ianet_stream.errors import InputError
+
+PLUGINS_PACKAGE = "ianet_stream_plugins"  # where the element ships, as package data
 
 DEBIAN_PACKAGES = "python3-gst-1.0 gstreamer1.0-python3-plugin-loader gstreamer1.0-tools"
 LOADER = "libgstpython.so"
@@ -67,10 +72,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def element_folder() -> Path:
-    """The folder for ``GST_PLUGIN_PATH``: its ``python/`` subfolder holds the element."""
-    import ianet_stream_plugins
-
-    return Path(ianet_stream_plugins.__file__).parent / "gstreamer"
+    """The folder for ``GST_PLUGIN_PATH``: its ``python/`` subfolder holds the element, data
+    shipped in the stages' package (found without importing it)."""
+    spec = importlib.util.find_spec(PLUGINS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(f"{PLUGINS_PACKAGE}: not installed (pip install ianet-stream)")
+    return Path(next(iter(spec.submodule_search_locations))) / "gstreamer"
 
 
 def find_loader() -> Path | None:
