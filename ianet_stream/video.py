@@ -253,8 +253,8 @@ class VideoReader:
         square pixels, scaled to ``size``."""
         width, height = frame.width, frame.height
         aspect = self.stream.sample_aspect_ratio or self.stream.codec_context.sample_aspect_ratio
-        if aspect and aspect != 1:
-            width = max(2, round(width * aspect))
+        if aspect and aspect != 1:  # non-square pixels: the width they are shown at, even
+            width = max(2, 2 * round(width * aspect / 2))
         if self.rotation(frame) % 2:
             width, height = height, width
         return scaled_size(width, height, self.size)

@@ -540,3 +540,21 @@ def test_errors_of_readers_name_the_input() -> None:
 
     with pytest.raises(InputError, match=r"nothing\.mp4: "):
         VideoReader("nothing.mp4", "nothing.mp4")
+
+
+def test_non_square_pixels_are_shown_at_their_width(tmp_path):
+    from test_decode import decode, frames_of
+
+    clip = tmp_path / "anamorphic.mkv"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = Fraction(3, 2)
+        for index in range(2):
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 64, 3), np.uint8), format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    messages = decode(str(clip))
+    assert (messages[0].info.width, messages[0].info.height) == (96, 32)
+    assert frames_of(messages)[0].image.shape == (32, 96, 3)
