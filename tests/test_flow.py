@@ -174,7 +174,8 @@ def test_flow_estimator_follows_a_stream(clip):
     again = estimator(frames)
     assert again.valid == (False, True, True)
     torch.testing.assert_close(again.flow[1:], rest.flow)
-    assert estimator(frames[:1, :64]).valid == (False,)  # a new size starts a new stream
+    # a new size (the working size changed): the last frame is resized to it, the stream goes on
+    assert estimator(frames[:1, :64]).valid == (True,)
     with pytest.raises(ValueError, match="alignment"):
         FlowEstimator(alignment="next")
 

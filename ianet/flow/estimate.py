@@ -26,6 +26,7 @@ from torch import Tensor
 from ianet.flow.colour import flow_to_image
 from ianet.flow.raft import RAFT_METHODS, load_raft, raft_flow
 from ianet.flow.tvl1 import tvl1, tvl1_options
+from ianet.transforms import resize_uint8
 
 METHODS = ("tvl1", *RAFT_METHODS)
 ALIGNMENTS = ("current", "previous")
@@ -147,7 +148,7 @@ class StreamFlow(NamedTuple):
         flow: Bx2xHxW float32 motion flow in pixels (``motion_flow``'s convention), zero for
             a frame without a predecessor.
         valid: one bool per frame; False for the first frame of the stream (and the first
-            frame after a change of size or device), which has no predecessor and no flow image.
+            frame after a change of device), which has no predecessor and no flow image.
     """
 
     flow: Tensor
@@ -195,9 +196,12 @@ class FlowEstimator:
 
     def follow(self, previous: Tensor) -> None:
         """The next frames follow ``previous`` (1xHxWx3 uint8), not the last frame given:
-        the frames between were skipped. The last flow stays the warm start."""
+        the frames between were skipped. The last flow stays the warm start (when it is of
+        that size)."""
         _check_frames("previous", previous)
         self._last_frame = previous[-1:].clone()
+        if self._last_flow is not None and self._last_flow.shape[-2:] != previous.shape[1:3]:
+            self._last_flow = None
 
     def __call__(self, frames: Tensor) -> StreamFlow:
         """Motion flow of the next frames of the stream.
@@ -213,14 +217,17 @@ class FlowEstimator:
     def _pairs(self, frames: Tensor) -> _Pairs:
         """The (previous, current) pairs ``frames`` make with the stream's last frame.
 
-        Forgets the stream first when ``frames`` do not continue it (another size or device).
+        A last frame of another size (the working size changed) is resized to the new one,
+        without its flow as a warm start; the stream is forgotten when ``frames`` are on
+        another device.
         """
-        last = self._last_frame
         if frames.shape[0] == 0:
             return _Pairs(frames, frames, None, True)
-        continues = (
-            last is not None and last.shape[1:] == frames.shape[1:] and last.device == frames.device
-        )
+        last = self._last_frame
+        if last is not None and last.device == frames.device and last.shape[1:] != frames.shape[1:]:
+            last = self._last_frame = resize_uint8(last, tuple(frames.shape[1:3]))
+            self._last_flow = None
+        continues = last is not None and last.device == frames.device
         if not continues:
             self.reset()
         previous = torch.cat((last, frames[:-1])) if last is not None and continues else frames[:-1]
