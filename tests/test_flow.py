@@ -359,3 +359,21 @@ def test_the_flow_stage_gives_the_same_flow_however_frames_are_batched():
             start += count
         results.append(torch.stack([frame.flow for frame in frames]))
     assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
+
+
+def test_streams_go_on_when_degrading_shrinks_the_working_size():
+    from ianet_stream.frame import Frame, StreamInfo
+    from ianet_stream.stage import Context
+    from ianet_stream_plugins.flow import Flow, FlowOptions
+
+    stage = Flow(FlowOptions(size=128), Context(batch=2))
+    texture = textured(128, 192, seed=6)
+    pictures = [moved(texture, [[1, 0], [0, 1]], [2 * i, 0])[1][0].numpy() for i in range(2)]
+    for stream in ("a", "b"):
+        stage.start_stream(StreamInfo(stream, stream, "cam", 192, 128))
+    stage.process([Frame(pictures[0], 0, "a"), Frame(pictures[0], 0, "b")])
+    assert stage.degrade() == "working size 128 -> 96"
+    later = stage.process([Frame(pictures[1], 1, "a"), Frame(pictures[1], 1, "b")])
+    for frame in later:
+        assert frame.flow.shape == (2, 96, 144) and frame.flow_image is not None
+        assert frame.flow[0].mean() > 0.3  # the motion, in pixels of the smaller grid
