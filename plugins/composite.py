@@ -21,7 +21,7 @@ from PIL import Image, ImageColor
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from ianet.transforms import map_to_uint8, resize_uint8
+from ianet.transforms import resize_uint8
 from ianet_stream.errors import InputError
 from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context, Stage
@@ -294,7 +294,7 @@ class Composite(Stage):
         scale = saliency.shape[-2] / height  # the map's pixels per picture pixel
         options = self.options
         mask = composite_ops.soft_mask(saliency, options.threshold, options.feather * scale)
-        alpha = map_to_uint8(mask, (height, width))
+        alpha = composite_ops.upsample_mask(mask, (height, width))
         if options.mode == "mask":
             return composite_ops.grey_picture(alpha)
         if options.mode == "alpha":
@@ -304,7 +304,7 @@ class Composite(Stage):
         panels = [
             image,
             self._flow_panel(frame, height, width),
-            composite_ops.grey_picture(map_to_uint8(saliency, (height, width))),
+            composite_ops.grey_picture(composite_ops.upsample_mask(saliency, (height, width))),
             self._composite(options.grid_composite, frame, image, mask, alpha),
         ]
         labels = ["picture", "flow", "saliency", options.grid_composite]
@@ -342,22 +342,20 @@ class Composite(Stage):
         drawn at the map's resolution (at least one of its pixels wide)."""
         options = self.options
         height, width = image.shape[:2]
-        if options.style == "dim":
-            black = self._solid((0.0, 0.0, 0.0), height, width)
-            background = composite_ops.mix(image, black, 1 - options.dim)
-        else:
-            background = composite_ops.greyscale(image)
-        foreground = image
-        if self._tint is not None:
-            tint = self._solid(self._tint, height, width)
-            foreground = composite_ops.mix(image, tint, _TINT_WEIGHT)
-        result = composite_ops.blend(foreground, background, alpha)
+        ring = None
         if options.outline > 0:
             scale = mask.shape[-2] / height
-            ring = composite_ops.outline(mask, max(1, round(options.outline * scale)))
-            colour = self._solid(self._outline_colour, height, width)
-            result = composite_ops.blend(colour, result, map_to_uint8(ring, (height, width)))
-        return result
+            band = composite_ops.outline(mask, max(1, round(options.outline * scale)))
+            ring = composite_ops.upsample_mask(band, (height, width))
+        return composite_ops.highlight(
+            image,
+            alpha,
+            ring,
+            dim=options.dim if options.style == "dim" else None,
+            tint=self._tint,
+            tint_weight=_TINT_WEIGHT,
+            outline_colour=self._outline_colour,
+        )
 
     def _solid(self, colour: Colour, height: int, width: int) -> Tensor:
         """A full-size picture of ``colour``, kept for the next frames of that size."""

@@ -322,6 +322,24 @@ def test_blur_from_a_reduced_map_matches_a_plain_full_resolution_blur():
     assert ours.shape == picture.shape and ours.dtype == np.uint8
 
 
+def test_highlight_from_a_reduced_map_matches_a_plain_full_resolution_highlight():
+    height, width = 192, 320
+    picture = np.random.default_rng(5).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    saliency = torch.zeros(48, 80)
+    saliency[12:36, 20:60] = 1
+    saliency = composite_ops.gaussian_blur(saliency[None, None], 2.0)[0, 0]
+    source = Frame(image=picture, index=0, stream="clip", saliency=saliency)
+    ours = run_stage([source], mode="highlight", dim=0.3, outline=0, feather=0)[0].output
+    mask = torch.nn.functional.interpolate(
+        saliency[None, None], size=(height, width), mode="bilinear", align_corners=False
+    )
+    image = as_batch(picture)
+    reference = torch.lerp(image * 0.3, image, mask)
+    reference = (reference * 255).round()[0].permute(1, 2, 0)
+    difference = (ours.float() - reference).abs()
+    assert difference.mean() < 0.75 and difference.max() <= 3  # grey levels
+
+
 def test_every_mode_works_from_a_map_smaller_than_the_picture():
     picture = noise_picture()
     small = box_map()[::2, ::2].contiguous()
