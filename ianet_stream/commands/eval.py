@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
-import tempfile
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ianet import atomic
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -205,19 +204,6 @@ def _number(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.3f}"
 
 
-def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(temporary_path)``, then rename the file to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _plot(scores: dict[str, DatasetScores], folder: Path, protocol: str) -> list[Path]:
     """One PNG per dataset: precision-recall and F-measure-threshold curves."""
     from matplotlib.figure import Figure
@@ -236,7 +222,8 @@ def _plot(scores: dict[str, DatasetScores], folder: Path, protocol: str) -> list
             axes.grid(alpha=0.3)
         figure.suptitle(f"{name} ({protocol} protocol, {result.frames} frames)")
         path = folder / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name) or 'dataset'}.png"
-        _write_atomically(path, partial(figure.savefig, format="png"))
+        with atomic.atomic_output(path) as temporary:
+            figure.savefig(temporary, format="png")
         written.append(path)
     return written
 
@@ -286,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         document = {name: result.to_json() for name, result in scores.items()}
         text = json.dumps(document, indent=2) + "\n"
-        _write_atomically(args.json, lambda temporary: temporary.write_text(text))
+        atomic.write_text(args.json, text)
     if args.plot is not None:
         written = _plot(scores, args.plot, args.protocol)
         if not args.quiet:
@@ -430,5 +417,5 @@ def _run_video(args: argparse.Namespace, device: str) -> int:
     if args.json is not None:
         document = {name: result.to_json() for name, result in results.items()}
         text = json.dumps(document, indent=2) + "\n"
-        _write_atomically(args.json, lambda temporary: temporary.write_text(text))
+        atomic.write_text(args.json, text)
     return 0
