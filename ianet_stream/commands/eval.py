@@ -179,19 +179,25 @@ def _frames(args: argparse.Namespace) -> list[FramePair]:
     return frames
 
 
-def _table(scores: dict[str, DatasetScores], protocol: str) -> Table:
+def _score_table(title: str, first_column: str) -> Table:
+    """An empty table of scores: ``first_column`` names what each row scores."""
     from rich import box
     from rich.table import Table
 
     table = Table(
-        title=f"saliency scores ({protocol} protocol)",
+        title=title,
         title_justify="left",
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
         collapse_padding=True,
         pad_edge=False,
     )
-    table.add_column("dataset", overflow="fold")
+    table.add_column(first_column, overflow="fold")
+    return table
+
+
+def _table(scores: dict[str, DatasetScores], protocol: str) -> Table:
+    table = _score_table(f"saliency scores ({protocol} protocol)", "dataset")
     for title in [title for title, _ in COLUMNS] + ["frames", "seqs"]:
         table.add_column(title, justify="right", no_wrap=True, min_width=len(title))
     for name, result in scores.items():
@@ -364,9 +370,7 @@ def _stability(
 
 
 def _run_video(args: argparse.Namespace, device: str) -> int:
-    from rich import box
     from rich.progress import Progress, TextColumn
-    from rich.table import Table
 
     from ianet_stream.console import console
     from ianet_stream.errors import ConfigError
@@ -390,15 +394,8 @@ def _run_video(args: argparse.Namespace, device: str) -> int:
                 args, device, clip, maps, lambda task=task: progress.advance(task)
             )
     if not args.quiet:
-        table = Table(
-            title=f"temporal stability ({args.flow} flow, masks >= {args.threshold:g})",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-            padding=(0, 1),
-            collapse_padding=True,
-            pad_edge=False,
-        )
-        table.add_column("clip", overflow="fold")
+        title = f"temporal stability ({args.flow} flow, masks >= {args.threshold:g})"
+        table = _score_table(title, "clip")
         titles = ("warped IoU", "flashes", "warp err", "area", "min area", "max area", "frames")
         for title in titles:
             table.add_column(title, justify="right", no_wrap=True)
