@@ -85,6 +85,8 @@ from kornia.geometry import create_meshgrid
 from kornia.geometry.transform import remap
 from torch import Tensor
 
+from ianet.transforms import resize_flow, resize_uint8
+
 SURE = 0.8  # agreement from which the carried map is used at SURE_SHARE of its certainty
 DOUBTFUL = 0.4  # agreement up to which the carried map is used at its full certainty
 SURE_SHARE = 0.05
@@ -188,38 +190,19 @@ def shrink(maps: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
 
 
-def shrink_flow(flow: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bx2xHxW flow in pixels resized to ``size``, the displacements scaled with the grid."""
-    height, width = flow.shape[-2:]
-    if (height, width) == size:
-        return flow
-    scale = torch.tensor([size[1] / width, size[0] / height], device=flow.device)
-    return shrink(flow, size) * scale.view(1, 2, 1, 1)
-
-
 def thumbnails(images: Tensor, size: tuple[int, int]) -> Tensor:
     """BxHxWx3 uint8 RGB -> Bx3xhxw float RGB in 0..1 at ``size``, smoothed over 3x3 pixels:
-    the pictures the warp is checked on.
-
-    Shrunk by a factor k >= 2 (its whole part), each pixel averages a 2x2 block of every
-    (k // 2)-th pixel (or a k x k block when k < 4), then the pictures are resized bilinearly:
-    cheap at any frame size, and enough against aliasing once smoothed.
-    """
-    planar = images.permute(0, 3, 1, 2)
-    factor = int(min(planar.shape[-2] / size[0], planar.shape[-1] / size[1]))
-    pictures = planar.float()
-    if factor >= 2:
-        step = max(1, factor // 2)
-        pictures = F.avg_pool2d(planar[..., ::step, ::step].float(), factor // step)
-    if tuple(pictures.shape[-2:]) != size:
-        pictures = F.interpolate(pictures, size=size, mode="bilinear", align_corners=False)
+    the pictures the warp is checked on (resized in uint8, antialiased: cheap at any frame
+    size)."""
+    pictures = resize_uint8(images, size).permute(0, 3, 1, 2).float()
     return smooth(pictures / 255, _PICTURE_SIDE)
 
 
 def grey_histograms(pictures: Tensor) -> Tensor:
     """The normalised 32-bin grey (ITU-R 601) histograms of Bx3xhxw RGB pictures in 0..1, Bx32."""
-    weights = torch.tensor(_GREY, device=pictures.device, dtype=pictures.dtype).view(1, 3, 1, 1)
-    bins = ((pictures * weights).sum(1).flatten(1) * BINS).long().clamp_(0, BINS - 1)
+    red, green, blue = pictures.unbind(1)
+    grey = red * _GREY[0] + green * _GREY[1] + blue * _GREY[2]
+    bins = (grey.flatten(1) * BINS).long().clamp_(0, BINS - 1)
     counts = torch.zeros(bins.shape[0], BINS, device=bins.device, dtype=pictures.dtype)
     counts.scatter_add_(1, bins, torch.ones_like(bins, dtype=counts.dtype))
     return counts / bins.shape[1]
@@ -401,7 +384,7 @@ def propagate_streams(requests: Sequence[Request]) -> list[Step]:
         step = _carry(
             states,
             *(t if every else t.index_select(0, rows) for t in (pictures, histograms, small_maps)),
-            shrink_flow(_stack([requests[i][3] for i in carrying]).float(), size),
+            resize_flow(_stack([requests[i][3] for i in carrying]).float(), size, antialias=False),
             [gaps[i] for i in carrying],
             options,
         )

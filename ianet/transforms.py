@@ -62,12 +62,13 @@ def map_to_uint8(saliency: Tensor, size: tuple[int, int]) -> Tensor:
     return planar[0, 0].clamp(0, 1).mul_(255).add_(0.5).to(torch.uint8)
 
 
-def resize_flow(flow: Tensor, size: tuple[int, int]) -> Tensor:
+def resize_flow(flow: Tensor, size: tuple[int, int], antialias: bool = True) -> Tensor:
     """Bx2xhxw flow in pixels -> Bx2xHxW at ``size`` = (H, W), the vectors scaled with the
-    grid (bilinear, antialiased when shrinking)."""
+    grid (bilinear; antialiased when shrinking unless ``antialias`` is False: several times
+    faster, for flows that are smooth already)."""
     height, width = flow.shape[-2:]
     if (height, width) == tuple(size):
         return flow
-    resized = TF.resize(flow, list(size), antialias=True)
+    resized = TF.resize(flow, list(size), antialias=antialias)
     scale = torch.tensor([size[1] / width, size[0] / height], device=flow.device)
     return resized * scale.view(1, 2, 1, 1).to(resized.dtype)
