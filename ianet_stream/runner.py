@@ -460,16 +460,21 @@ class _Runner:
                 self.guard.record(latency)
 
     def _request_degrade(self) -> bool:
-        """Ask the slowest stage that can still give something to degrade one step; False
-        when none is left. The stage does it in its own thread, before its next batch."""
+        """Ask the slowest stage that can still give something to degrade one step (the
+        stage does it in its own thread, before its next batch); when none is left, let
+        fewer frames of each stream in at once. False when nothing is left."""
         candidates = [
             (stage.busy / stage.frames, index)
             for index, stage in enumerate(self.stats.stages)
             if index > 0 and index not in self._spent and stage.frames
         ]
-        if not candidates:
+        if candidates:
+            self._degrade_next = max(candidates)[1]
+            return True
+        change = None if self.admission is None else self.admission.narrow()
+        if change is None:
             return False
-        self._degrade_next = max(candidates)[1]
+        self._record_degradation(0, change)
         return True
 
     def _degrade(self, index: int, stage: Stage) -> None:
@@ -481,6 +486,10 @@ class _Runner:
             if self.guard is not None and not self._request_degrade():
                 self.guard.exhausted = True
             return
+        self._record_degradation(index, change)
+
+    def _record_degradation(self, index: int, change: str) -> None:
+        """Count a degradation step of stage ``index`` (the source's: the door) and say it."""
         counters = self.contexts[index].stats
         counters["degraded"] = counters.get("degraded", 0) + 1
         self.stats.degradations.append(f"{self.spec.stages[index].name}: {change}")

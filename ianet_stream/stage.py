@@ -95,9 +95,9 @@ class LiveOptions:
     ``policy="latest"``: admission control (see ``ianet_stream.admission``): at most
     ``in_flight`` frames of a stream are in the pipeline; the newest frame that arrives
     meanwhile waits at the door and the ones it replaces are dropped there, before any stage
-    works on them; every frame let in is finished. When the pipeline alone takes longer
-    than ``max_latency_ms`` per frame, it says so and (``degrade``) makes stages cheaper in
-    steps until it fits. ``policy="all"`` drops nothing (recording).
+    works on them; every frame let in is finished. When frames take longer than
+    ``max_latency_ms``, it says so and (``degrade``) makes stages cheaper in steps, then
+    lets fewer frames in, until it fits. ``policy="all"`` drops nothing (recording).
     """
 
     policy: Literal["latest", "all"] = field(
@@ -123,8 +123,9 @@ class LiveOptions:
     degrade: bool = field(
         default=True,
         metadata={
-            "help": "with latest: when one frame takes longer than max_latency_ms, lower the "
-            "flow preset, the working sizes, then reuse flow, step by step until it fits"
+            "help": "with latest: when frames take longer than max_latency_ms, lower the "
+            "flow preset, the working sizes, reuse flow, then let one frame of a stream in "
+            "at a time, step by step until it fits"
         },
     )
 

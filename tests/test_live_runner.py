@@ -309,6 +309,21 @@ def test_a_slow_pipeline_is_made_cheaper_until_it_meets_the_bound(stages, caplog
     assert 1000 * np.median(stages["ages"][-10:]) < 100  # the bound is met in the end
 
 
+def test_when_no_stage_can_give_more_fewer_frames_are_let_in(stages, caplog):
+    live = {"policy": "latest", "max_latency_ms": 90, "in_flight": 2}
+    spec = pipeline(
+        {"paced": {"live": live, "fps": 30, "seconds": 4}},
+        {"slow": {"delay": 0.05}},  # two frames in it: one waits 50 ms, then 50 ms of work
+        {"collect": {}},
+    )
+    with caplog.at_level(logging.WARNING, logger="ianet_stream"):
+        summary = run_pipeline(spec, quiet=True)
+    assert summary.as_dict()["degradations"] == ["paced: frames of a stream in flight 2 -> 1"]
+    assert summary.stages[0].counters["degraded"] == 1
+    assert not any("no stage can be made cheaper" in r.getMessage() for r in caplog.records)
+    assert 1000 * np.median(stages["ages"][-10:]) < 90
+
+
 def test_a_live_source_error_fails_the_run_but_delivers_what_it_captured(stages):
     spec = pipeline(
         {"paced": {"live": {"policy": "all"}, "seconds": None, "fail_after": 5}},
