@@ -244,7 +244,8 @@ def test_a_tracking_camera_keeps_the_object_still_while_the_background_pans():
 @pytest.mark.parametrize(
     ("scene", "message"),
     [
-        ("distractors=many", "--scene distractors: expected a number"),
+        ("distractors=many", "--scene distractors: expected a count or [low, high]"),
+        ("object_spin=many", "--scene object_spin: expected a number"),
         ("object_speed=0.3", "--scene object_speed: expected [low, high]"),
         ("speed=1", "KEY one of objects, distractors"),
         ("objects=5", "SceneConfig.objects: expected 1 to 3"),
