@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # A virtual display for the preview window's tests, where Xvfb is installed.
 XVFB := $(if $(DISPLAY),,$(if $(shell command -v xvfb-run),xvfb-run -a,))
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format clean builtin-model
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(XVFB) $(BIN)/python -m pytest -q
+
+# The built-in model from scratch (configs/builtin-model.yaml): data, training, export to
+# ianet/weights/ianet-lite-synthetic.pth. About 2.5 CPU hours on one thread; resumes.
+builtin-model: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/builtin_model.py train
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

