@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(XVFB) $(BIN)/python -m pytest -q
 
 # The built-in model from scratch (configs/builtin-model.yaml): data, training, export to
-# ianet/weights/ianet-lite-synthetic.pth. About 2.5 CPU hours on one thread; resumes.
+# ianet/weights/ianet-lite-synthetic.pth. About 1.5 hours on one CPU thread; resumes.
 builtin-model: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/builtin_model.py train
 

@@ -276,7 +276,7 @@ def frames(args: argparse.Namespace) -> None:
     for name, wanted in REAL_FRAMES:
         rows = real_frames(real_clip(name, args.clips_dir), wanted, checkpoints)
         tiles = [[tile(cell) for cell in row] for row in rows]
-        blocks.append(header([f"{name}: {labels[0]}", *labels[1:]], tiles[0][0].shape[1]))
+        blocks.append(header([Path(name).stem, *labels[1:]], tiles[0][0].shape[1]))
         blocks += [np.pad(np.concatenate(row, 1), ((0, 2), (0, 0), (0, 0))) for row in tiles]
     width = max(block.shape[1] for block in blocks)
     sheet = np.concatenate(
