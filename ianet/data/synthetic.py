@@ -532,7 +532,9 @@ class _Scene:
 
     # -- creating layers
 
-    def _texture(self, height: int, width: int, hue: float, photo: str | None = None):
+    def _texture(
+        self, height: int, width: int, hue: float, photo: str | None = None
+    ) -> tuple[np.ndarray, str | None]:
         """A periodic texture around ``hue``, or from a photograph; and the photograph's name.
 
         ``photo``: the photograph to take it from if the texture is a photograph.
