@@ -9,7 +9,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # A virtual display for the preview window's tests, where Xvfb is installed.
 XVFB := $(if $(DISPLAY),,$(if $(shell command -v xvfb-run),xvfb-run -a,))
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format clean builtin-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(XVFB) $(BIN)/python -m pytest -q
+
+# The built-in model from scratch (configs/builtin-model.yaml): data, training, export to
+# ianet/weights/ianet-lite-synthetic.pth. About 1.5 hours on one CPU thread; resumes.
+builtin-model: $(TEST_STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/builtin_model.py train
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

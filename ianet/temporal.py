@@ -85,7 +85,7 @@ from kornia.geometry import create_meshgrid
 from kornia.geometry.transform import remap
 from torch import Tensor
 
-from ianet.transforms import resize_flow, resize_uint8
+from ianet.transforms import resize_flow, resize_uint8, working_size
 
 SURE = 0.8  # agreement from which the carried map is used at SURE_SHARE of its certainty
 DOUBTFUL = 0.4  # agreement up to which the carried map is used at its full certainty
@@ -172,14 +172,6 @@ def warp_previous(previous: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
 def _pixel_grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     """1xHxWx2 pixel coordinates (x, y), cached per size."""
     return create_meshgrid(height, width, False, device, dtype)
-
-
-def working_size(height: int, width: int, short_side: int) -> tuple[int, int]:
-    """``(height, width)`` scaled so the short side is ``short_side``, never enlarged."""
-    if min(height, width) <= short_side:
-        return height, width
-    scale = short_side / min(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def shrink(maps: Tensor, size: tuple[int, int]) -> Tensor:

@@ -4,7 +4,8 @@
 ``resize_pictures`` (PIL-equivalent antialiased bilinear resize of uint8 pictures, as the
 reference preprocessing), ``min_max`` (the reference test procedure's per-map
 normalisation), ``map_to_uint8`` (a map as an 8-bit image at a frame's size) and
-``resize_flow`` (a flow field on another grid, its vectors scaled).
+``resize_flow`` (a flow field on another grid, its vectors scaled) and ``working_size``
+(the reduced size that flow, saliency and temporal work at).
 """
 
 from __future__ import annotations
@@ -72,3 +73,16 @@ def resize_flow(flow: Tensor, size: tuple[int, int], antialias: bool = True) -> 
     resized = TF.resize(flow, list(size), antialias=antialias)
     scale = torch.tensor([size[1] / width, size[0] / height], device=flow.device)
     return resized * scale.view(1, 2, 1, 1).to(resized.dtype)
+
+
+def working_size(
+    height: int, width: int, short_side: int | tuple[int, int] | None
+) -> tuple[int, int]:
+    """``(height, width)`` scaled so the short side is ``short_side``, never enlarged; a
+    ``(height, width)`` grid as it is; None: unchanged."""
+    if isinstance(short_side, tuple):
+        return short_side
+    if short_side is None or min(height, width) <= short_side:
+        return height, width
+    scale = short_side / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))

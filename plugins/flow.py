@@ -24,7 +24,7 @@ from torch import Tensor
 from ianet.flow import FlowEstimator, flow_to_image
 from ianet.flow.estimate import estimate_streams
 from ianet.flow.raft import load_raft
-from ianet.transforms import resize_uint8
+from ianet.transforms import resize_uint8, working_size
 from ianet_stream.config import parse_size
 from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context, Stage
@@ -261,16 +261,3 @@ def parse_working_size(size: int | str | None) -> int | tuple[int, int] | None:
         return None
     parsed = parse_size(size, minimum=_MIN_SIZE)
     return parsed[::-1] if isinstance(parsed, tuple) else parsed
-
-
-def working_size(
-    height: int, width: int, short_side: int | tuple[int, int] | None
-) -> tuple[int, int]:
-    """``(height, width)`` scaled so the short side is ``short_side``, never enlarged; a
-    ``(height, width)`` grid as it is."""
-    if isinstance(short_side, tuple):
-        return short_side
-    if short_side is None or min(height, width) <= short_side:
-        return height, width
-    scale = short_side / min(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))

@@ -226,6 +226,16 @@ def test_cli_writes_a_dataset_and_refuses_to_overwrite(tmp_path, capsys):
     assert main([*args, "--overwrite", "--preset", "hard", "--quiet"]) == 0
 
 
+def test_overwrite_leaves_a_folder_it_did_not_write(tmp_path, capsys):
+    mine = tmp_path / "SYNTH"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own work")
+    args = ["synth", "--out", str(tmp_path), "--clips", "2", "--frames", "2", "--size", "64x48"]
+    assert main([*args, "--overwrite", "--quiet"]) == 1
+    assert "not an output of ianet-stream synth" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "my own work"
+
+
 @pytest.mark.parametrize("size", ["320", "12x8", "axb", "320x"])
 def test_cli_rejects_a_bad_size_with_exit_2(tmp_path, capsys, size):
     assert main(["synth", "--out", str(tmp_path), "--size", size]) == 2
@@ -244,7 +254,8 @@ def test_a_tracking_camera_keeps_the_object_still_while_the_background_pans():
 @pytest.mark.parametrize(
     ("scene", "message"),
     [
-        ("distractors=many", "--scene distractors: expected a number"),
+        ("distractors=many", "--scene distractors: expected a count or [low, high]"),
+        ("object_spin=many", "--scene object_spin: expected a number"),
         ("object_speed=0.3", "--scene object_speed: expected [low, high]"),
         ("speed=1", "KEY one of objects, distractors"),
         ("objects=5", "SceneConfig.objects: expected 1 to 3"),

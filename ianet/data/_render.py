@@ -1,18 +1,30 @@
 """Pure helpers of the synthetic video generator: textures, shapes, sampling, similarity maps.
 
 Conventions: pixel (row i, column j) has its centre at screen point (x=j, y=i); 2x3 affine
-maps act on column vectors (x, y, 1); colours are float32 in [0, 255].
+maps act on column vectors (x, y, 1); colours are float32 in [0, 255]. A shape is anything
+with ``signed_distance(u, v)`` (negative inside, local units) whose region lies within the
+unit disc.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 TAU = 2 * np.pi
 SHAPE_SAMPLES = 1024  # angles of a shape's radial table
 SHAPE_KINDS = ("ellipse", "polygon", "star", "blob")
+COMPLEX_KINDS = ("ring", "holed", "spiky", "stick")
+
+
+class Region(Protocol):
+    """A region of the plane within the unit disc, given by its signed distance."""
+
+    def signed_distance(self, u: np.ndarray, v: np.ndarray) -> np.ndarray: ...
 
 
 # ----------------------------------------------------------------------------- affine maps
@@ -283,3 +295,234 @@ class Bar:
         qy = np.abs(v) - half_length * self.aspect
         outside = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0))
         return outside + np.minimum(np.maximum(qx, qy), 0)
+
+
+@dataclass(frozen=True)
+class Capsule:
+    """The points within ``half_width`` of the segment from ``start`` to ``end`` (local units).
+
+    A thin capsule is a limb, a stick, an antenna or a handle.
+    """
+
+    start: tuple[float, float]
+    end: tuple[float, float]
+    half_width: float
+
+    def signed_distance(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Exact signed distance (negative inside) at local points, in local units."""
+        (x0, y0), (x1, y1) = self.start, self.end
+        dx, dy = x1 - x0, y1 - y0
+        length2 = dx * dx + dy * dy
+        px, py = u - x0, v - y0
+        t = np.clip((px * dx + py * dy) / length2, 0, 1) if length2 > 0 else 0.0
+        return np.hypot(px - t * dx, py - t * dy) - self.half_width
+
+
+@dataclass(frozen=True)
+class Ring:
+    """The annulus ``inner <= rho <= 1`` (a shape with a hole in the middle)."""
+
+    inner: float
+
+    def signed_distance(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Exact signed distance (negative inside) at local points, in local units."""
+        rho = np.hypot(u, v)
+        return np.maximum(rho - 1, self.inner - rho)
+
+
+@dataclass(frozen=True, eq=False)
+class Placed:
+    """A region moved to ``centre``, scaled by ``scale`` and turned by ``angle`` (radians)."""
+
+    region: Region
+    centre: tuple[float, float]
+    scale: float
+    angle: float
+
+    def signed_distance(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        cos, sin = math.cos(self.angle), math.sin(self.angle)
+        x, y = u - self.centre[0], v - self.centre[1]
+        local_u = (cos * x + sin * y) / self.scale
+        local_v = (-sin * x + cos * y) / self.scale
+        return self.region.signed_distance(local_u, local_v) * self.scale
+
+
+@dataclass(frozen=True, eq=False)
+class Composite:
+    """The union of ``parts`` minus the ``holes`` (min and max of signed distances).
+
+    The picture and the mask are drawn from the same function, so they agree exactly; the
+    distance is approximate near corners, which only affects anti-aliasing.
+    """
+
+    parts: tuple[Region, ...]
+    holes: tuple[Region, ...] = ()
+
+    def signed_distance(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        distance = self.parts[0].signed_distance(u, v)
+        for part in self.parts[1:]:
+            distance = np.minimum(distance, part.signed_distance(u, v))
+        for hole in self.holes:
+            distance = np.maximum(distance, -hole.signed_distance(u, v))
+        return distance
+
+
+def _point(radius: float, angle: float) -> tuple[float, float]:
+    return radius * math.cos(angle), radius * math.sin(angle)
+
+
+def complex_shape(rng: np.random.Generator) -> Region:
+    """A shape with a hole or thin parts: a ring, a body with holes, a spiky body or a stick.
+
+    Everything lies within the unit disc, as for ``random_shape``.
+    """
+    kind = COMPLEX_KINDS[rng.integers(len(COMPLEX_KINDS))]
+    if kind == "ring":
+        ring = Ring(rng.uniform(0.45, 0.8))
+        if rng.random() < 0.5:
+            return ring
+        cut = Capsule((0.0, 0.0), _point(1.1, rng.uniform(0, TAU)), rng.uniform(0.1, 0.25))
+        return Composite((ring,), (cut,))
+    if kind == "holed":
+        body = random_shape(rng)
+        holes = []
+        for _ in range(int(rng.integers(1, 4))):
+            size = rng.uniform(0.1, 0.25)
+            centre = _point(rng.uniform(0, 0.5 - size / 2), rng.uniform(0, TAU))
+            holes.append(Placed(random_shape(rng), centre, size, rng.uniform(0, TAU)))
+        return Composite((body,), tuple(holes))
+    if kind == "spiky":
+        size = rng.uniform(0.35, 0.6)
+        parts: list[Region] = [Placed(random_shape(rng), (0.0, 0.0), size, 0.0)]
+        width = rng.uniform(0.02, 0.07)
+        for _ in range(int(rng.integers(2, 7))):
+            angle = rng.uniform(0, TAU)
+            reach = rng.uniform(size + 0.15, 1.0) - width
+            parts.append(Capsule(_point(0.5 * size, angle), _point(reach, angle), width))
+        return Composite(tuple(parts))
+    width = rng.uniform(0.03, 0.1)
+    count = int(rng.integers(1, 4))
+    angle = rng.uniform(0, TAU)
+    points = [_point(1 - width, angle + math.pi)]
+    for _ in range(count):
+        angle += rng.uniform(-1.0, 1.0)
+        points.append(_point(1 - width, angle))
+    # A polyline between points on the circle of radius 1 - width stays inside the unit disc.
+    segments = tuple(Capsule(a, b, width) for a, b in itertools.pairwise(points))
+    return Composite(segments)
+
+
+def limb(length: float, half_width: float) -> Capsule:
+    """A limb from its joint at the local origin along +x, normalised to reach 1."""
+    reach = length + half_width
+    return Capsule((0.0, 0.0), (length / reach, 0.0), half_width / reach)
+
+
+# ----------------------------------------------------------------------------- more textures
+
+
+def _pad(picture: np.ndarray) -> np.ndarray:
+    return np.pad(picture, ((0, 1), (0, 1), (0, 0)), mode="wrap")
+
+
+def flat_texture(
+    rng: np.random.Generator, height: int, width: int, colours: np.ndarray
+) -> np.ndarray:
+    """A nearly plain periodic texture: one colour, soft shading, faint grain (padded)."""
+    shading = noise_field(rng, height, width, beta=4.0, blur=4.0)
+    grain = noise_field(rng, height, width, beta=1.0, blur=0.8)
+    depth = np.float32(rng.uniform(0.03, 0.15))
+    picture = colours[int(rng.integers(3))] * (1 + depth * np.tanh(shading))[..., None]
+    picture = picture * (1 + np.float32(0.03) * np.tanh(grain))[..., None]
+    return _pad(np.clip(picture, 12, 243, dtype=np.float32))
+
+
+def pattern_texture(
+    rng: np.random.Generator, height: int, width: int, colours: np.ndarray
+) -> np.ndarray:
+    """A periodic man-made pattern: checks, a grid or dots in two colours (padded)."""
+    cells = int(rng.integers(3, 13))
+    x = np.arange(width, dtype=np.float32)[None, :] * np.float32(cells / width)
+    y = np.arange(height, dtype=np.float32)[:, None] * np.float32(cells / height)
+    kind = int(rng.integers(3))
+    if kind == 0:
+        mix = ((np.floor(x) + np.floor(y)) % 2).astype(np.float32)
+    elif kind == 1:
+        line = np.float32(rng.uniform(0.05, 0.25))
+        mix = (((x % 1) < line) | ((y % 1) < line)).astype(np.float32)
+    else:
+        radius = np.float32(rng.uniform(0.15, 0.4))
+        mix = (np.hypot(x % 1 - 0.5, y % 1 - 0.5) < radius).astype(np.float32)
+    mix = mix[..., None]
+    picture = colours[0] * (1 - mix) + colours[1] * mix
+    return _pad(np.clip(picture, 12, 243, dtype=np.float32))
+
+
+def photo_texture(
+    rng: np.random.Generator, photo: np.ndarray, height: int, width: int
+) -> np.ndarray:
+    """A periodic texture from a random part of a photograph, mirrored so it tiles seamlessly.
+
+    A crop (random place, scale and orientation) fills a (height/2)x(width/2) quarter, which is
+    mirrored into a height x width period. Grey photographs are sometimes tinted with two
+    colours, colour ones get mild random channel gains. ``height`` and ``width`` must be even.
+
+    Returns:
+        (height + 1)x(width + 1)x3 float32 in [0, 255], padded as ``texture``'s.
+    """
+    from PIL import Image
+
+    half_height, half_width = height // 2, width // 2
+    photo_height, photo_width = photo.shape[:2]
+    scale = rng.uniform(0.6, 1.6)  # screen pixels per photo pixel
+    scale = max(scale, half_width / photo_width, half_height / photo_height)
+    crop_width = min(photo_width, max(1, round(half_width / scale)))
+    crop_height = min(photo_height, max(1, round(half_height / scale)))
+    left = int(rng.integers(photo_width - crop_width + 1))
+    top = int(rng.integers(photo_height - crop_height + 1))
+    crop = Image.fromarray(
+        np.ascontiguousarray(photo[top : top + crop_height, left : left + crop_width])
+    )
+    crop = crop.resize((half_width, half_height), Image.Resampling.BILINEAR)
+    quarter = np.asarray(crop, dtype=np.float32)
+    if rng.random() < 0.5:
+        quarter = quarter[:, ::-1]
+    grey = float(np.abs(quarter - quarter.mean(-1, keepdims=True)).max()) < 1
+    if grey and rng.random() < 0.6:
+        colours = palette(rng, rng.uniform())
+        level = quarter[..., :1] / 255
+        quarter = colours[0] * (1 - level) + colours[1] * level
+    else:
+        quarter = quarter * rng.uniform(0.8, 1.2, 3).astype(np.float32)
+    top_half = np.concatenate([quarter, quarter[:, ::-1]], 1)
+    picture = np.concatenate([top_half, top_half[::-1]], 0)
+    return _pad(np.clip(picture, 0, 255, dtype=np.float32))
+
+
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """A normalised 1-D Gaussian over +-3 sigma (float32)."""
+    radius = max(1, math.ceil(3 * sigma))
+    x = np.arange(-radius, radius + 1, dtype=np.float32)
+    kernel = np.exp(-0.5 * (x / np.float32(sigma)) ** 2)
+    return kernel / kernel.sum()
+
+
+def gaussian_blur(picture: np.ndarray, sigma: float, mode: str = "reflect") -> np.ndarray:
+    """A separable Gaussian blur of an HxWxC float32 picture (``mode``: numpy padding)."""
+    kernel = gaussian_kernel(sigma)
+    radius = len(kernel) // 2
+    for axis in (0, 1):
+        padding = [(0, 0)] * picture.ndim
+        padding[axis] = (radius, radius)
+        padded = np.pad(picture, padding, mode=mode)
+        length = picture.shape[axis]
+        picture = sum(
+            weight * padded.take(np.arange(k, k + length), axis=axis)
+            for k, weight in enumerate(kernel)
+        )
+    return picture.astype(np.float32)
+
+
+def blur_texture(tex: np.ndarray, sigma: float) -> np.ndarray:
+    """A padded periodic texture blurred (it stays periodic and padded)."""
+    return _pad(gaussian_blur(tex[:-1, :-1], sigma, mode="wrap"))

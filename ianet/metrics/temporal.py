@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ianet.temporal import warp_previous, working_size
+from ianet.temporal import warp_previous
+from ianet.transforms import working_size
 
 FLASH_IOU = 0.5  # a pair of consecutive masks whose warped IoU is below this is a flash
 MotionFlow = Callable[[Tensor, Tensor], Tensor]

@@ -14,13 +14,32 @@ if TYPE_CHECKING:
 DESCRIPTION = """\
 Write a synthetic video salient-object dataset: textured objects that move on their own
 over a panning, zooming textured background, with look-alike distractors fixed to the
-background, occluders, objects entering and leaving, and brightness changes. Per clip:
+background, occluders, objects entering and leaving, and brightness changes; the broader
+presets add shapes with holes, thin and articulated parts, objects that stop and start,
+camera roll and shake, near parallax props, lighting, motion blur, defocus, noise, JPEG
+artefacts and textures from photographs (presets photo, parallax, still, heldout-photos
+and style read the photographs bundled in the scikit-image and scikit-learn wheels:
+pip install 'ianet-stream[photos]'). Per clip:
 JPEG frames (Imgs/), exact 0/255 masks (ground-truth/), the model's colour-coded flow
 (flow/, on each frame's own grid), the exact optical flow from the previous frame
 (flow-exact/NNNNN.npy, float32 2xHxW, x then y, on the previous frame's grid) and an
 mp4 (videos/); train.txt and test.txt list 'img gt flow' rows relative to the dataset
 folder (the first frame of a clip has no flow column). The same seed gives the same
 files. Odd sizes are allowed; the mp4 then repeats the last row or column (yuv420p)."""
+
+
+PRESET_NAMES = (
+    "default",
+    "hard",
+    "tracking",
+    "broad",
+    "photo",
+    "parallax",
+    "still",
+    "heldout-photos",
+    "style",
+)
+"""The names of ``ianet.data.synthetic.PRESETS`` (listed here so --help imports nothing)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -45,10 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--preset",
-        choices=("default", "hard", "tracking"),
+        choices=PRESET_NAMES,
         default="default",
-        help="scene parameters: default, hard (faster, more distractors, camouflage) or "
-        "tracking (the camera follows the object)",
+        help="scene parameters: default, hard (faster, more distractors, camouflage), "
+        "tracking (the camera follows the object), broad (every shape, camera, lighting "
+        "and optics effect, procedural textures), photo, parallax, still (broad with "
+        "training photographs; more parallax; objects that mostly stop and start), and "
+        "for evaluation only heldout-photos and style (held-out photographs; a drawing "
+        "style no training preset has)",
     )
     parser.add_argument(
         "--scene",
@@ -73,6 +96,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="tvl1 preset for --flow tvl1",
     )
     parser.add_argument(
+        "--flow-size",
+        type=int,
+        default=256,
+        metavar="N",
+        help="estimate flow with the short side scaled down to N pixels when larger, as "
+        "the flow stage's size option does (default 256, as the shipped pipelines)",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing dataset of that name"
     )
     parser.set_defaults(run=run)
@@ -88,6 +119,9 @@ def frame_size(text: str) -> tuple[int, int]:
         return parse_size(text, minimum=32, short_side=False)  # type: ignore[return-value]
     except ValueError as error:
         raise ConfigError(f"--{error}") from None
+
+
+COUNTS = ("objects", "distractors", "near_props")
 
 
 def scene_config(preset: str, overrides: Sequence[str]) -> SceneConfig:
@@ -107,12 +141,17 @@ def scene_config(preset: str, overrides: Sequence[str]) -> SceneConfig:
             )
         parsed = load_yaml(value)
         is_range = isinstance(getattr(PRESETS[preset], key), tuple)
+        if key in COUNTS and isinstance(parsed, list | int):
+            changes[key] = parsed  # a count or a [low, high] range; SceneConfig checks it
+            continue
         if is_range != isinstance(parsed, list):
             numbers: list[Any] = [None]
         else:
             numbers = parsed if is_range else [parsed]
         if not all(isinstance(n, int | float) and not isinstance(n, bool) for n in numbers):
             wanted = "[low, high]" if is_range else "a number"
+            if key in COUNTS:
+                wanted = "a count or [low, high]"
             raise ConfigError(f"--scene {key}: expected {wanted}, got {value!r}")
         changes[key] = parsed
     try:
@@ -125,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from ianet.data.photos import MissingPhotosError, check_photos
     from ianet.data.synthetic import write_dataset
     from ianet_stream.cli import EXIT_OK
     from ianet_stream.console import console
@@ -139,10 +179,18 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--test-clips: expected 0 to {args.clips}, got {args.test_clips}")
     if args.seed < 0:
         raise ConfigError(f"--seed: expected an integer >= 0, got {args.seed}")
+    if args.flow_size < 16:
+        raise ConfigError(f"--flow-size: expected an integer >= 16, got {args.flow_size}")
     if args.fps <= 0:
         raise ConfigError(f"--fps: expected a positive number, got {args.fps}")
     if not args.name or "/" in args.name or "\\" in args.name or args.name.startswith("."):
         raise ConfigError(f"--name: expected a plain folder name, got {args.name!r}")
+    config = scene_config(args.preset, args.scene)
+    if config.uses_photos:
+        try:
+            check_photos(config.photo_set)
+        except MissingPhotosError as error:
+            raise ConfigError(f"--preset {args.preset}: {error}") from None
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=args.quiet, transient=True) as progress:
         task = progress.add_task("synth", total=args.clips * args.frames)
@@ -153,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
             frames=args.frames,
             size=size,
             seed=args.seed,
-            config=scene_config(args.preset, args.scene),
+            config=config,
             test_clips=args.test_clips,
             video_writer=write_video,
             fps=args.fps,
@@ -161,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
             progress=lambda: progress.advance(task),
             flow_method=args.flow,
             flow_options={"preset": args.flow_preset} if args.flow == "tvl1" else {},
+            flow_size=args.flow_size,
         )
     if not args.quiet:
         console.print(
