@@ -5,7 +5,7 @@
 Both read the demo's clip (``configs/demo.yaml``'s input, ``synthetic:seed=4242,size=
 320x192``, written once as H.264) and run flow (TV-L1 fast at 192) -> saliency (the built-in
 lite model) -> composite (highlight, the demo's grid's composite) -> libx264 veryfast at
-quality 20:
+quality 20, without the temporal stage (off on the element, absent from the YAML):
 
 - ``ianet-stream run`` with ``batch: 1`` and with the demo's ``batch: 4``: each stage in its
   own thread, torch's threads shared among the torch stages;
@@ -50,7 +50,7 @@ stages:
   - composite: {{mode: highlight}}
   - encode: {{codec: libx264, preset: veryfast, crf: 20}}
 """
-ELEMENT = "ianetsaliency mode=highlight flow-size=192"
+ELEMENT = "ianetsaliency mode=highlight flow-size=192 temporal=false"
 ENCODER = "x264enc speed-preset=veryfast pass=qual quantizer=20 ! mp4mux"
 
 

@@ -117,14 +117,18 @@ def pngs(folder: Path) -> np.ndarray:
     return np.stack([np.asarray(Image.open(p), np.float64) for p in sorted(folder.glob("*.png"))])
 
 
-def yaml_masks(folder: Path, clips: Sequence[Path], flow: str = "{}") -> list[np.ndarray]:
-    """The YAML pipeline's maps (decode -> flow -> saliency -> masks), one array per clip."""
+def yaml_masks(
+    folder: Path, clips: Sequence[Path], flow: str = "{}", temporal: str = "{}"
+) -> list[np.ndarray]:
+    """The YAML pipeline's maps (decode -> flow -> saliency -> temporal -> masks), one array
+    per clip."""
     folder.mkdir()
     config = folder / "masks.yaml"
     uris = ", ".join(f"'{clip}'" for clip in clips)
     config.write_text(
         "batch: 1\nstages:\n"
         f"  - decode: {{uri: [{uris}]}}\n  - flow: {flow}\n  - saliency: {{}}\n"
+        f"  - temporal: {temporal}\n"
         f"  - masks: {{path: '{folder / 'masks'}'}}\n"
     )
     assert main(["run", str(config), "--quiet"]) == 0
@@ -157,6 +161,7 @@ def test_inspect_lists_the_properties(gst):
     assert inspected.returncode == 0, inspected.stderr
     listed = set(re.findall(r"^  ([a-z-]+) +: ", inspected.stdout, flags=re.MULTILINE))
     wanted = {"checkpoint", "size", "flow-method", "mode", "strength", "device", "batch"}
+    wanted |= {"temporal"}
     assert wanted | {"flow-size", "precision", "threshold", "background", "feather"} <= listed
     assert "Filter/Effect/Video" in inspected.stdout
 
@@ -193,12 +198,15 @@ def test_held_frames_and_stream_state_end_at_each_stream(gst, clips, tmp_path):
     launched = gst_launch(
         gst,
         "concat name=c ! ianetsaliency mode=mask feather=0 batch=5 flow-warm-start=false "
+        "temporal=false "
         f"! pngenc ! multifilesink location={tmp_path / 'maps'}/%05d.png "
         + " ".join(f"{DECODE.format(clip)} ! c." for clip in clips),
     )
     assert launched.returncode == 0, launched.stderr
     maps = pngs(tmp_path / "maps")
-    expected = yaml_masks(tmp_path / "yaml", clips, flow="{warm_start: false}")
+    expected = yaml_masks(
+        tmp_path / "yaml", clips, flow="{warm_start: false}", temporal="{enabled: false}"
+    )
     assert maps.shape == (2 * FRAMES, SIZE[1], SIZE[0])
     for ours, theirs in zip(np.split(maps, 2), expected, strict=True):
         assert np.abs(ours - theirs).mean() <= 1.0

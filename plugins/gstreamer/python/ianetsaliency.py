@@ -3,7 +3,8 @@
 GStreamer's Python plugin loader (gst-python) imports this file from
 ``$GST_PLUGIN_PATH/python``; ``ianet-stream gst-path`` prints the environment it needs.
 The element is a thin adapter over the stage classes of the YAML pipeline: each buffer
-becomes a ``Frame`` that goes through ``flow`` -> ``saliency`` -> ``composite``
+becomes a ``Frame`` that goes through ``flow`` -> ``saliency`` -> ``temporal`` ->
+``composite``
 (``start_stream``, ``process``, ``end_stream``, ``close``, as the runner drives them, but
 one after another in the element's streaming thread). Its properties are those stages'
 options (defaults and help read from their ``Options`` dataclasses, values checked by the
@@ -81,12 +82,18 @@ try:
     from ianet_stream_plugins.composite import Composite
     from ianet_stream_plugins.flow import Flow
     from ianet_stream_plugins.saliency import Saliency
+    from ianet_stream_plugins.temporal import Temporal
 except ImportError as error:
     raise ImportError(
         f"ianetsaliency: {error}; export what `ianet-stream gst-path` prints"
     ) from error
 
-STAGES: dict[str, type[Stage]] = {"flow": Flow, "saliency": Saliency, "composite": Composite}
+STAGES: dict[str, type[Stage]] = {
+    "flow": Flow,
+    "saliency": Saliency,
+    "temporal": Temporal,
+    "composite": Composite,
+}
 MODES = ("mask", "alpha", "blur", "replace", "highlight")
 NANOSECONDS = Fraction(1, Gst.SECOND)
 
@@ -112,6 +119,7 @@ OPTIONS = (
     Option("flow-alignment", "flow", "alignment"),
     Option("flow-warm-start", "flow", "warm_start"),
     Option("flow-weights", "flow", "weights"),
+    Option("temporal", "temporal", "enabled"),
     Option("mode", "composite", "mode"),
     Option("threshold", "composite", "threshold", none=0.0),
     Option("feather", "composite", "feather"),
