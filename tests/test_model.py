@@ -17,7 +17,6 @@ from ianet.model import IANet, IANetOutput
 from ianet.predictor import fold_batchnorm
 
 SPEC = Path(__file__).resolve().parent / "data" / "ianet-state-dict.txt"
-SHARED_SPEC = Path(__file__).resolve().parents[2] / "shared/spec/ianet-state-dict.txt"
 PAPER_PARAMETERS = 106_942_054
 
 
@@ -68,12 +67,6 @@ def paper() -> IANet:
 def scrambled(paper) -> IANet:
     """The paper's network with weights that give informative outputs."""
     return scramble(copy.deepcopy(paper))
-
-
-def test_spec_copy_is_current():
-    if not SHARED_SPEC.is_file():
-        pytest.skip("shared/spec is not beside this clone")
-    assert SPEC.read_text() == SHARED_SPEC.read_text()
 
 
 def test_state_dict_equals_the_reference_listing(paper):
