@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ianet.data.synthetic import PRESETS, SceneConfig, generate_clip
+from ianet.device import describe_cpu
 from ianet.errors import InputError
 from ianet.flow import estimate_flow
 from ianet.flow.raft import load_raft
@@ -214,15 +214,10 @@ def gpu_throughput(pair: Pair, device: torch.device, batch: int, rounds: int) ->
 
 
 def machine(device: torch.device, threads: int) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
-    except (OSError, StopIteration):
-        pass
+    cpu = describe_cpu()
     wait_policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     text = (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {threads} threads "
+        f"{cpu}, torch {torch.__version__} with {threads} threads "
         f"(OMP_WAIT_POLICY {wait_policy}), OpenCV {cv2.__version__}"
     )
     if device.type == "cuda":

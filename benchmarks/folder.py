@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from ianet.device import describe_cpu
 
 PASSTHROUGH = """\
 stages:
@@ -88,7 +88,7 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                "machine": describe_cpu(),
                 "clips": args.clips,
                 "frames_per_clip": args.frames,
                 "size": args.size,

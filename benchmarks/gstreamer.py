@@ -38,6 +38,7 @@ import av
 import numpy as np
 
 from ianet.data.synthetic import SyntheticVideo
+from ianet.device import describe_cpu
 from ianet_stream.commands.gst_path import gst_environment
 
 SEED, SIZE, RATE = 4242, (320, 192), 25
@@ -52,17 +53,6 @@ stages:
 """
 ELEMENT = "ianetsaliency mode=highlight flow-size=192 temporal=false"
 ENCODER = "x264enc speed-preset=veryfast pass=qual quantizer=20 ! mp4mux"
-
-
-def machine() -> str:
-    """The CPU and its vector extensions the figures come from."""
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-             if line.startswith("model name")]  # fmt: skip
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-    flags = sorted({flag for flag in cpuinfo.split() if flag in wanted})
-    cpu = names[0] if names else platform.machine()
-    return f"{cpu}, {os.cpu_count()} logical cores, flags: {' '.join(flags) or 'none'}"
 
 
 def write_clip(path: Path, frames: int) -> None:
@@ -147,7 +137,7 @@ def main() -> None:
                     measured = timed(contender, clip, folder / "out.mp4")
                     times.setdefault((name, frames), []).append(measured)
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    print(f"{machine()}; Python {platform.python_version()}; load average {load}")
+    print(f"{describe_cpu()}; Python {platform.python_version()}; load average {load}")
     print(
         f"{args.frames} frames of {SIZE[0]}x{SIZE[1]} (short clip {args.short}), "
         f"median of {args.repeats} whole-process runs, OMP_NUM_THREADS="

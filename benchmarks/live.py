@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import threading
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from ianet.device import cpu_flags
 from ianet_stream.config import parse_pipeline
 from ianet_stream.runner import run_pipeline
 from ianet_stream.stats import RunStats, RunSummary
@@ -45,19 +45,6 @@ def demo_stages(output: Path) -> list[dict]:
     stages = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())["stages"]
     *middle, encode = stages[1:]
     return [*middle, {"encode": {**encode["encode"], "path": str(output)}}]
-
-
-def cpu_flags() -> str:
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-    try:
-        flags = next(
-            line.split(":", 1)[1].split()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("flags")
-        )
-    except (OSError, StopIteration):
-        return platform.processor()
-    return " ".join(flag for flag in wanted if flag in flags)
 
 
 def write_clips(folder: Path, count: int, size: str, fps: int, seconds: float) -> list[str]:
@@ -155,7 +142,7 @@ def main() -> None:
     parser.add_argument("--streams", default="1,4", help="numbers of streams, e.g. 1,4")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    results = {"cpu": cpu_flags(), "args": vars(args) | {"json": None}, "runs": []}
+    results = {"cpu": " ".join(cpu_flags()), "args": vars(args) | {"json": None}, "runs": []}
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         for streams in (int(n) for n in args.streams.split(",")):

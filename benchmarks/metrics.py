@@ -19,8 +19,6 @@ difference between the two results.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 import warnings
@@ -30,20 +28,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ianet.device import describe_cpu
 from ianet.metrics import evaluate, pairs_from_folders
 
 SEQUENCE_LENGTH = 50
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (else what platform knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def smooth_field(generator: torch.Generator, count: int, height: int, width: int) -> torch.Tensor:
@@ -147,7 +135,7 @@ def main() -> None:
             got = scores["bench"].to_json()
             difference = max(difference, *(abs(got[k] - v) for k, v in expected.items()))
 
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; our measures on {args.device}")
+    print(f"machine: {describe_cpu()}; our measures on {args.device}")
     for name, clock in (
         ("ours (ianet.metrics.evaluate)", ours),
         ("PySODMetrics (cv2 + step)", reference),

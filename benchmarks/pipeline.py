@@ -34,6 +34,7 @@ from typing import ClassVar
 import av
 import torch
 
+from ianet.device import describe_cpu
 from ianet_stream.config import PipelineSpec, StageSpec, load_pipeline, resolve_device
 from ianet_stream.frame import Frame, StreamEnd, StreamStart
 from ianet_stream.runner import run_pipeline, torch_threads_per_stage
@@ -77,13 +78,7 @@ stages:
 
 def machine() -> str:
     """The CPU (and GPU) the figures come from."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]  # fmt: skip
-        cpu = names[0] if names else cpu
-    text = f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, "
+    text = f"{describe_cpu()}, Python {platform.python_version()}, "
     libavcodec = ".".join(map(str, av.library_versions["libavcodec"]))
     return text + f"PyAV {av.__version__}, libavcodec {libavcodec}"
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -51,6 +50,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ianet.checkpoints import load_checkpoint
+from ianet.device import describe_cpu
 from ianet.model import IANet
 from ianet.predictor import Predictor, cpu_has_fast_bf16
 from ianet.transforms import IMAGENET_MEAN, IMAGENET_STD, normalise, resize_pictures
@@ -107,14 +107,8 @@ def parse_args() -> argparse.Namespace:
 
 def machine(device: str) -> str:
     """One line naming the processor (or GPU), the threads and the torch version."""
-    cpu = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        lines = cpuinfo.read_text().splitlines()
-        names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
-        cpu = f"{names[0]} ({len(names)} logical CPUs)" if names else cpu
     bf16 = "native bf16" if cpu_has_fast_bf16() else "no AMX/AVX512-BF16"
-    line = f"{cpu}, {bf16}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    line = f"{describe_cpu()}, {bf16}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     if device == "cuda":
         line += f", GPU {torch.cuda.get_device_name()}"
     return line

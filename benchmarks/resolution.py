@@ -19,8 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from live import cpu_flags, write_clips
+from live import write_clips
 
+from ianet.device import cpu_flags
 from ianet_stream.config import load_pipeline
 from ianet_stream.runner import run_pipeline
 
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    results = {"cpu": cpu_flags(), "sizes": {}}
+    results = {"cpu": " ".join(cpu_flags()), "sizes": {}}
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         clips = {}

@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import signal
 import tempfile
 import threading
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import av
 
+from ianet.device import describe_cpu
 from ianet_stream.config import parse_pipeline
 from ianet_stream.runner import run_pipeline
 from ianet_stream.stats import RunStats
@@ -164,7 +164,7 @@ def main() -> int:
         with av.open(str(output)) as container:
             frames_in_file = sum(1 for _ in container.decode(video=0))
     result = report(samples, 60 * args.warmup, summary, frames_in_file)
-    result["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    result["machine"] = describe_cpu()
     result["load_average"] = os.getloadavg()
     print(json.dumps(result, indent=2))
     if args.json is not None:

