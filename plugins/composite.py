@@ -193,7 +193,7 @@ class Background:
             self._video_path = path
             self._check_video()
             return
-        self._picture = _planar(_picture(pixels, device))
+        self._picture = _picture(pixels, device)
 
     def _check_video(self) -> None:
         probe = VideoLoop(self._video_path)
@@ -211,11 +211,10 @@ class Background:
             return self._covers[size]
         if self._picture is not None:
             if size not in self._covers:
-                cover = composite_ops.cover(self._picture, height, width)
-                self._covers[size] = composite_ops.to_uint8(cover)[0].contiguous()
+                self._covers[size] = composite_ops.cover(self._picture, height, width)
             return self._covers[size]
-        picture = _planar(_picture(self._video(frame.stream).next(), self.device))
-        return composite_ops.to_uint8(composite_ops.cover(picture, height, width))[0].contiguous()
+        picture = _picture(self._video(frame.stream).next(), self.device)
+        return composite_ops.cover(picture, height, width)
 
     def _video(self, stream: str) -> VideoLoop:
         if stream not in self._videos:
@@ -253,8 +252,7 @@ class Composite(Stage):
         self._tint = None if options.tint is None else parse_colour(options.tint)
         self._outline_colour = parse_colour(options.outline_colour)
         self._background: Background | None = None
-        self._solids: dict[Colour, Tensor] = {}
-        self._solids_size: tuple[int, int] | None = None
+        self._blank: Tensor | None = None  # the flow panel before there is a flow
 
     def open(self) -> None:
         if self.options.replaces:
@@ -357,18 +355,16 @@ class Composite(Stage):
             outline_colour=self._outline_colour,
         )
 
-    def _solid(self, colour: Colour, height: int, width: int) -> Tensor:
-        """A full-size picture of ``colour``, kept for the next frames of that size."""
-        if self._solids_size != (height, width):
-            self._solids, self._solids_size = {}, (height, width)
-        if colour not in self._solids:
-            self._solids[colour] = composite_ops.solid(colour, height, width, self.device)
-        return self._solids[colour]
+    def _white(self, height: int, width: int) -> Tensor:
+        """A white picture of the frame's size, kept for the next frames of that size."""
+        if self._blank is None or tuple(self._blank.shape[:2]) != (height, width):
+            self._blank = composite_ops.solid((1.0, 1.0, 1.0), height, width, self.device)
+        return self._blank
 
     def _flow_panel(self, frame: Frame, height: int, width: int) -> Tensor:
         """The frame's flow image at the picture's size; white (no motion) before there is
         one."""
         if frame.flow_image is None:
-            return self._solid((1.0, 1.0, 1.0), height, width)
+            return self._white(height, width)
         flow_image = _picture(frame.flow_image, self.device)
         return resize_uint8(flow_image, (height, width))

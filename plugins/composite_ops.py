@@ -7,10 +7,10 @@ Two scales, so that a 1080p frame costs little more than a small one:
   reduced once), the outline. Maps and masks are ``Bx1xhxw`` in [0, 1]; pictures
   ``Bx3xhxw`` in [0, 1].
 - At the frame's full resolution, in uint8 only: the mask is rounded to 8 bits at its
-  own size and upsampled once in uint8 (``upsample_mask``), and pictures are combined by
-  ``blend``, ``mix`` and ``highlight``, which run PIL's C loops on the CPU (several times
-  faster there than torch's element-wise operations) and torch on other devices. Pictures
-  are ``HxWx3`` uint8 tensors, masks ``HxW`` uint8.
+  own size and upsampled once in uint8 (``upsample_mask``), pictures are scaled in uint8
+  (``cover``) and combined by ``blend`` and ``highlight``, which run PIL's C loops on the
+  CPU (several times faster there than torch's element-wise operations) and torch on
+  other devices. Pictures are ``HxWx3`` uint8 tensors, masks ``HxW`` uint8.
 
 Colours are ``(r, g, b)`` tuples in [0, 1].
 """
@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
+
+from ianet.transforms import resize_uint8
 
 Colour = tuple[float, float, float]
 
@@ -126,18 +128,6 @@ def background_blur(pictures: Tensor, masks: Tensor, sigma: float) -> Tensor:
     return (blurred[:, :3] / blurred[:, 3:].clamp_min(1e-4)).clamp(0, 1)
 
 
-def cover(pictures: Tensor, height: int, width: int) -> Tensor:
-    """Scale ``Bx3xhxw`` pictures to cover ``height`` x ``width`` (aspect kept), centre-cropped."""
-    source_height, source_width = pictures.shape[-2:]
-    if (source_height, source_width) == (height, width):
-        return pictures
-    scale = max(height / source_height, width / source_width)
-    size = [max(height, round(source_height * scale)), max(width, round(source_width * scale))]
-    scaled = TF.resize(pictures, size, antialias=True)
-    top, left = (size[0] - height) // 2, (size[1] - width) // 2
-    return scaled[..., top : top + height, left : left + width]
-
-
 # ------------------------------------------------------------------ full resolution, uint8
 
 
@@ -176,24 +166,20 @@ def blend(top: Tensor, bottom: Tensor, mask: Tensor) -> Tensor:
     """
     if top.device.type == "cpu":
         return _tensor(Image.composite(_pil(top), _pil(bottom), _pil(mask)))
-    weight = mask.unsqueeze(-1).float().div_(255)
-    return torch.lerp(bottom.float(), top.float(), weight).round_().to(torch.uint8)
+    return torch.lerp(bottom.float(), top.float(), _weight(mask)).round_().to(torch.uint8)
 
 
-def mix(first: Tensor, second: Tensor, weight: float) -> Tensor:
-    """``(1 - weight) * first + weight * second`` of ``HxWx3`` uint8 pictures."""
-    if first.device.type == "cpu":
-        return _tensor(Image.blend(_pil(first), _pil(second), weight))
-    return torch.lerp(first.float(), second.float(), weight).round_().to(torch.uint8)
-
-
-def greyscale(picture: Tensor) -> Tensor:
-    """An ``HxWx3`` uint8 picture in grey (ITU-R 601 luma), still three channels."""
-    if picture.device.type == "cpu":
-        return _tensor(_pil(picture).convert("L").convert("RGB"))
-    planar = picture.permute(2, 0, 1)[None].float()
-    grey = kornia.color.rgb_to_grayscale(planar)[0, 0].round_().to(torch.uint8)
-    return grey[..., None].expand(-1, -1, 3).contiguous()
+def cover(picture: Tensor, height: int, width: int) -> Tensor:
+    """An ``hxwx3`` uint8 picture scaled to cover ``height`` x ``width`` (aspect kept,
+    antialiased, in uint8), centre-cropped: ``HxWx3`` uint8."""
+    source_height, source_width = picture.shape[:2]
+    if (source_height, source_width) == (height, width):
+        return picture
+    scale = max(height / source_height, width / source_width)
+    size = (max(height, round(source_height * scale)), max(width, round(source_width * scale)))
+    top, left = (size[0] - height) // 2, (size[1] - width) // 2
+    scaled = resize_uint8(picture, size)
+    return scaled[top : top + height, left : left + width].contiguous()
 
 
 def _rgb(colour: Colour) -> tuple[int, int, int]:
@@ -219,22 +205,26 @@ def highlight(
     """The object in ``picture`` highlighted against its background.
 
     ``picture`` ``HxWx3`` uint8; ``mask`` (the object) and ``ring`` (the outline, or None)
-    ``HxW`` uint8. The background is scaled by ``dim`` (grey when ``dim`` is None), the
-    object mixed with ``tint`` by ``tint_weight`` (none when None), then the outline drawn
-    in ``outline_colour``. On the CPU one chain of PIL operations, the outline only within
-    its bounding box. Returns ``HxWx3`` uint8.
+    ``HxW`` uint8. The background is scaled by ``dim`` (grey, ITU-R 601 luma, when ``dim``
+    is None), the object mixed with ``tint`` by ``tint_weight`` (none when None), then the
+    outline drawn in ``outline_colour``. On the CPU one chain of PIL operations, the outline
+    only within its bounding box; elsewhere torch, colours broadcast rather than drawn as
+    pictures. Returns ``HxWx3`` uint8.
     """
-    if picture.device.type != "cpu":
-        height, width = picture.shape[:2]
-        black = solid((0.0, 0.0, 0.0), height, width, picture.device)
-        background = greyscale(picture) if dim is None else mix(picture, black, 1 - dim)
-        foreground = picture
-        if tint is not None:
-            foreground = mix(picture, solid(tint, height, width, picture.device), tint_weight)
-        result = blend(foreground, background, mask)
-        if ring is not None:
-            result = blend(solid(outline_colour, height, width, picture.device), result, ring)
-        return result
+    if picture.device.type == "cpu":
+        return _highlight_pil(picture, mask, ring, dim, tint, tint_weight, outline_colour)
+    return _highlight_torch(picture, mask, ring, dim, tint, tint_weight, outline_colour)
+
+
+def _highlight_pil(
+    picture: Tensor,
+    mask: Tensor,
+    ring: Tensor | None,
+    dim: float | None,
+    tint: Colour | None,
+    tint_weight: float,
+    outline_colour: Colour,
+) -> Tensor:
     image = _pil(picture)
     background = (
         image.convert("L").convert("RGB") if dim is None else image.point(_scale_table(dim))
@@ -249,6 +239,42 @@ def highlight(
         if box is not None:
             result.paste(_rgb(outline_colour), box, ring_image.crop(box))
     return _tensor(result)
+
+
+def _highlight_torch(
+    picture: Tensor,
+    mask: Tensor,
+    ring: Tensor | None,
+    dim: float | None,
+    tint: Colour | None,
+    tint_weight: float,
+    outline_colour: Colour,
+) -> Tensor:
+    """``highlight`` in torch on any device; rounded to whole grey levels where the PIL
+    chain has uint8 pictures."""
+    pixels = picture.float()
+    if dim is None:
+        grey = kornia.color.rgb_to_grayscale(pixels.permute(2, 0, 1)).permute(1, 2, 0)
+        background = grey.round().expand_as(pixels)
+    else:
+        background = (pixels * dim).round()
+    foreground = pixels
+    if tint is not None:
+        foreground = torch.lerp(pixels, _colour(tint, picture.device), tint_weight).round()
+    result = torch.lerp(background, foreground, _weight(mask)).round()
+    if ring is not None:
+        result = torch.lerp(result, _colour(outline_colour, picture.device), _weight(ring))
+    return result.round_().to(torch.uint8)
+
+
+def _colour(colour: Colour, device: torch.device) -> Tensor:
+    """A colour as a float 3-vector in [0, 255] (broadcasts over ``HxWx3``)."""
+    return torch.tensor(_rgb(colour), dtype=torch.float32, device=device)
+
+
+def _weight(mask: Tensor) -> Tensor:
+    """An ``HxW`` uint8 mask as ``HxWx1`` float weights in [0, 1]."""
+    return mask.unsqueeze(-1).float().div_(255)
 
 
 def solid(colour: Colour, height: int, width: int, device: torch.device) -> Tensor:
