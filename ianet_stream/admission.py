@@ -72,6 +72,11 @@ class StreamHealth:
         if self.state in ("stalled", "reconnecting"):
             self.state = "running"
 
+    def end(self) -> None:
+        """The stream ended (a stream that failed stays failed)."""
+        if self.state != "failed":
+            self.state = "ended"
+
     def finished(self, now: float) -> None:
         self.frames_out += 1
         self._out.add(now)

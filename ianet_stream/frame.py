@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -102,3 +104,10 @@ def to_numpy(picture: Any) -> np.ndarray:
     if hasattr(picture, "cpu"):
         picture = picture.cpu().numpy()
     return np.asarray(picture)
+
+
+def in_rounds(by_stream: dict[str, list[Item]]) -> list[list[Item]]:
+    """Each stream's items in rounds: round k holds the k-th item of every stream that has
+    one (streams in the dict's order), so that a round has at most one item per stream."""
+    depth = max((len(items) for items in by_stream.values()), default=0)
+    return [[items[k] for items in by_stream.values() if k < len(items)] for k in range(depth)]

@@ -338,10 +338,7 @@ class _Runner:
                 return
             self._input_ended = True
             for stream in sorted(self._open_streams):
-                if self.admission is not None:
-                    self.admission.end(stream)
-                health = self.stats.health.get(stream)
-                health.state = "failed" if health.state == "failed" else "ended"
+                self._stream_ended(stream)
                 self.queues[0].put(StreamEnd(stream))
             self._open_streams.clear()
             self.queues[0].put(END_OF_INPUT)
@@ -358,10 +355,7 @@ class _Runner:
                 health.get(message.info.id, message.info.name, message.info.frames)
             elif isinstance(message, StreamEnd):
                 self._open_streams.discard(message.stream)
-                if self.admission is not None:
-                    self.admission.end(message.stream)
-                ended = health.get(message.stream)
-                ended.state = "failed" if ended.state == "failed" else "ended"
+                self._stream_ended(message.stream)
             elif not is_frame:
                 raise TypeError(f"a source emitted {type(message).__name__}, not a message")
             self.stats.stages[0].record(now - self._source_clock, int(is_frame))
@@ -372,6 +366,12 @@ class _Runner:
             else:
                 self.queues[0].put(message)
         self._source_clock = time.perf_counter()
+
+    def _stream_ended(self, stream: str) -> None:
+        """A stream's end reaches the door: its waiting frame goes in, its health ends."""
+        if self.admission is not None:
+            self.admission.end(stream)
+        self.stats.health.get(stream).end()
 
     def _stage_main(self, index: int) -> None:
         spec, stats = self.spec.stages[index], self.stats.stages[index]
@@ -429,9 +429,10 @@ class _Runner:
         if self._stall_s is None:
             return frames
         now = time.monotonic()
-        fresh = [frame for frame in frames if now - frame.captured <= self._stall_s]
-        if len(fresh) < len(frames):
-            stale = [frame for frame in frames if frame not in fresh]
+        fresh, stale = [], []
+        for frame in frames:
+            (fresh if now - frame.captured <= self._stall_s else stale).append(frame)
+        if stale:
             stats.stale += len(stale)
             for frame in stale:
                 self.stats.health.get(frame.stream).drops += 1

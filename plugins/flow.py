@@ -26,7 +26,7 @@ from ianet.flow.estimate import estimate_streams
 from ianet.flow.raft import load_raft
 from ianet.transforms import resize_uint8, working_size
 from ianet_stream.config import parse_size
-from ianet_stream.frame import Frame, StreamInfo
+from ianet_stream.frame import Frame, StreamInfo, in_rounds
 from ianet_stream.stage import Context, Stage
 
 _MIN_SIZE = 16
@@ -251,8 +251,7 @@ def stream_runs(frames: list[Frame], chained: bool = False) -> list[list[list[Fr
             runs[-1].append(frame)
         else:
             runs.append([frame])
-    depth = max((len(runs) for runs in by_stream.values()), default=0)
-    return [[runs[k] for runs in by_stream.values() if k < len(runs)] for k in range(depth)]
+    return in_rounds(by_stream)
 
 
 def parse_working_size(size: int | str | None) -> int | tuple[int, int] | None:

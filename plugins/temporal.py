@@ -23,7 +23,7 @@ from typing import ClassVar
 import torch
 
 from ianet.temporal import PropagationOptions, Propagator, propagate_streams
-from ianet_stream.frame import Frame, StreamInfo
+from ianet_stream.frame import Frame, StreamInfo, in_rounds
 from ianet_stream.stage import Context, Stage
 
 _DEFAULTS = PropagationOptions()
@@ -187,5 +187,4 @@ def stream_rounds(frames: list[Frame]) -> list[list[Frame]]:
     by_stream: dict[str, list[Frame]] = {}
     for frame in frames:
         by_stream.setdefault(frame.stream, []).append(frame)
-    depth = max((len(run) for run in by_stream.values()), default=0)
-    return [[run[k] for run in by_stream.values() if k < len(run)] for k in range(depth)]
+    return in_rounds(by_stream)
