@@ -465,10 +465,10 @@ class Decode(Source):
             count = round((source.duration - options.start) * float(rate or source.reader.rate))
         else:
             return None
-        count = max(0, count)
-        return count if options.max_frames is None else min(count, options.max_frames)
+        return self._limited(max(0, count))
 
     def _limited(self, count: int | None) -> int | None:
+        """``count`` frames (None: endless) cut to ``max_frames``."""
         if count is None:
             return self.options.max_frames
         return count if self.options.max_frames is None else min(count, self.options.max_frames)
