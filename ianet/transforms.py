@@ -11,6 +11,7 @@ normalisation), ``map_to_uint8`` (a map as an 8-bit image at a frame's size) and
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
@@ -70,9 +71,10 @@ def resize_flow(flow: Tensor, size: tuple[int, int], antialias: bool = True) -> 
     height, width = flow.shape[-2:]
     if (height, width) == tuple(size):
         return flow
-    resized = TF.resize(flow, list(size), antialias=antialias)
-    scale = torch.tensor([size[1] / width, size[0] / height], device=flow.device)
-    return resized * scale.view(1, 2, 1, 1).to(resized.dtype)
+    resized = F.interpolate(flow, size=tuple(size), mode="bilinear", antialias=antialias)
+    resized[:, 0] *= size[1] / width
+    resized[:, 1] *= size[0] / height
+    return resized
 
 
 def working_size(
