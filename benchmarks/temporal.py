@@ -1,7 +1,7 @@
 """Temporal propagation: stability on real footage, accuracy on held-out synthetic clips, cost.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/temporal.py [--clips DIR] [--out DIR]
-        [--checkpoint builtin:ianet-lite-synthetic] [--synthetic-clips 4] [--frames 48]
+        [--checkpoint builtin:ianet-lite-synthetic] [--synthetic-clips 8] [--frames 48]
         [--parts real,synthetic,cost] [--temporal-size N] [--json FILE]
 
 Three parts, each comparing the shipped masks pipeline (``configs/masks.yaml``) with the
@@ -226,7 +226,7 @@ def main() -> None:
     parser.add_argument("--clips", type=Path, help="folder of the real clips (.mp4)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench-temporal")
     parser.add_argument("--checkpoint", default="builtin:ianet-lite-synthetic")
-    parser.add_argument("--synthetic-clips", type=int, default=4)
+    parser.add_argument("--synthetic-clips", type=int, default=8)
     parser.add_argument("--frames", type=int, default=48, help="frames per synthetic clip")
     parser.add_argument("--parts", default="real,synthetic,cost")
     parser.add_argument("--temporal-size", type=int, help="the temporal stage's size option")

@@ -514,13 +514,15 @@ def write_video(
     path: str | os.PathLike[str], pictures: Sequence[np.ndarray], rate: Fraction | float
 ) -> Path:
     """Encode HxWx3 uint8 RGB pictures as an H.264 mp4 (yuv420p) at a constant ``rate``,
-    atomically; odd sizes are padded by one edge pixel."""
+    atomically; odd sizes are padded by one edge pixel. The same pictures give the same
+    file: x264's macroblock-tree rate control is off (with it, the first file a process
+    encodes after other work may differ from the next ones)."""
     rate = Fraction(rate).limit_denominator(1001)
     height, width = pictures[0].shape[:2]
     with atomic_output(path) as temporary:
         writer = VideoWriter(
             str(temporary), str(path), muxer="mp4", codec="libx264", pix_fmt="yuv420p",
-            width=width, height=height, rate=rate,
+            width=width, height=height, rate=rate, codec_options={"x264-params": "mbtree=0"},
         )  # fmt: skip
         try:
             for index, picture in enumerate(pictures):

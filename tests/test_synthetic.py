@@ -195,6 +195,16 @@ def test_dataset_layout_lists_and_jpeg_flow(tmp_path):
     check_exact(pictures, clip, JPEG_BOUND)
 
 
+def test_the_same_seed_writes_the_same_mp4(tmp_path):
+    for name in ("A", "B"):
+        write_dataset(
+            tmp_path, name, clips=1, frames=48, size=(320, 192), seed=9101,
+            config=PRESETS["hard"], video_writer=write_video,
+        )  # fmt: skip
+    first, second = (tmp_path / name / "videos" / "clip000.mp4" for name in ("A", "B"))
+    assert first.read_bytes() == second.read_bytes()
+
+
 def test_mp4_plays_with_every_frame_and_odd_sizes_are_padded(tmp_path):
     folder = write_dataset(
         tmp_path, "ODD", clips=1, frames=5, size=(65, 49), seed=0, video_writer=write_video

@@ -25,9 +25,8 @@ JPEG frames (Imgs/), exact 0/255 masks (ground-truth/), the model's colour-coded
 (flow-exact/NNNNN.npy, float32 2xHxW, x then y, on the previous frame's grid) and an
 mp4 (videos/); train.txt and test.txt list 'img gt flow' rows relative to the dataset
 folder (the first frame of a clip has no flow column). The same seed gives the same
-pictures, masks and flow; the mp4 is encoded from the same pictures, but x264 does not
-always make the same choices, so its frames may differ slightly from run to run. Odd sizes
-are allowed; the mp4 then repeats the last row or column (yuv420p)."""
+files, the mp4 included. Odd sizes are allowed; the mp4 then repeats the last row or column
+(yuv420p)."""
 
 
 PRESET_NAMES = (
