@@ -13,8 +13,8 @@ URIs:
     ``synthetic:KEYS``  the built-in synthetic generator; its frames carry their ground-truth
                         ``mask``. KEYS are ``key=value`` pairs joined by ``,`` (or ``&``, after an
                         optional ``?``): ``seed`` (0), ``size`` (320x192), ``frames`` (endless),
-                        ``rate`` (25 frames/s), ``preset`` (default or hard), e.g.
-                        ``synthetic:seed=3,size=320x192,frames=48``
+                        ``rate`` (25 frames/s), ``preset`` (``default``; the presets of
+                        ``ianet-stream synth``), e.g. ``synthetic:seed=3,size=320x192,frames=48``
 
 A folder is not a URI here: ``ianet-stream run --input DIR`` runs one pipeline per clip.
 
