@@ -124,7 +124,7 @@ class PropagationOptions:
     cut_threshold: float = 0.2
     cut_reliable: float = 0.05
     repeat_threshold: float = 0.02
-    size: int = 96
+    size: int = 128
 
     def __post_init__(self) -> None:
         if not self.memory >= 1:
