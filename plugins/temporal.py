@@ -89,7 +89,8 @@ class TemporalOptions:
     size: int = field(
         default=_DEFAULTS.size,
         metadata={
-            "help": "working size: the short side the state is kept at (maps fused at full size)"
+            "help": "short side (pixels) the maps are fused at, then scaled back up: "
+            "smaller costs less and keeps less of the model's detail"
         },
     )
     threshold: float | None = field(
