@@ -158,11 +158,11 @@ def warp_previous(previous: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
         lies within a pixel of frame t-1.
     """
     _, _, height, width = previous.shape
-    grid, scale = _pixel_grid(height, width, previous.device, previous.dtype)
+    grid, scale, offset = _pixel_grid(height, width, previous.device, previous.dtype)
     source = grid - flow.to(previous.dtype)
     x, y = source[:, :1], source[:, 1:]
     inside = (x > -1) & (x < width) & (y > -1) & (y < height)
-    normalised = torch.addcmul(scale[1], source, scale[0]).permute(0, 2, 3, 1)
+    normalised = torch.addcmul(offset, source, scale).permute(0, 2, 3, 1)
     warped = F.grid_sample(  # fastest with the grid contiguous
         previous, normalised.contiguous(), "bilinear", "border", align_corners=True
     )
@@ -172,15 +172,13 @@ def warp_previous(previous: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
 @functools.lru_cache(maxsize=8)
 def _pixel_grid(
     height: int, width: int, device: torch.device, dtype: torch.dtype
-) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-    """1x2xHxW pixel coordinates (x then y), and the scale and offset (1x2x1x1 each) that
-    turn them into ``grid_sample``'s (-1..1, corners aligned); cached per size."""
+) -> tuple[Tensor, Tensor, Tensor]:
+    """1x2xHxW pixel coordinates (x then y), and the scale (1x2x1x1) and offset (1x1x1x1)
+    that turn them into ``grid_sample``'s (-1..1, corners aligned); cached per size."""
     grid = create_meshgrid(height, width, False, device, dtype).permute(0, 3, 1, 2).contiguous()
     scale = torch.tensor([2 / max(width - 1, 1), 2 / max(height - 1, 1)], device=device)
-    return grid, (
-        scale.to(dtype).view(1, 2, 1, 1),
-        torch.full((1, 1, 1, 1), -1.0, device=device, dtype=dtype),
-    )
+    offset = torch.full((1, 1, 1, 1), -1.0, device=device, dtype=dtype)
+    return grid, scale.to(dtype).view(1, 2, 1, 1), offset
 
 
 def shrink(maps: Tensor, size: tuple[int, int]) -> Tensor:
