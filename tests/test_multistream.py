@@ -212,7 +212,10 @@ def test_three_streams_through_one_pipeline_to_three_files(tmp_path: Path):
     assert summary.status == "done", summary.error
     assert summary.frames == 18
     calls = {stage.name: stage.counters.get("calls") for stage in summary.stages}
-    assert 1 <= calls["saliency"] < 18 and 1 <= calls["flow"] < 18  # frames of a call batched
+    # a stage takes the frames that are there when it is free, at most a batch of 6: how many
+    # depends on timing (test_flow_and_saliency_make_one_call_per_batch_of_several_streams
+    # checks what a batch of several streams gives)
+    assert all(3 <= calls[name] <= 18 for name in ("flow", "saliency"))
     assert sorted(path.name for path in out.iterdir()) == sorted(f"{name}.mp4" for name in NAMES)
     for name, (_, width, height) in zip(NAMES, INPUTS, strict=True):
         with av.open(str(out / f"{name}.mp4")) as container:
