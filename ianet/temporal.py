@@ -425,8 +425,9 @@ def _carry(
     """The fusion step, at the working size, of streams that have a state."""
     previous = _concatenate([state.carried for state in states])
     previous_pictures = previous[:, :3]
-    gap = torch.tensor(gaps, device=maps.device, dtype=maps.dtype).view(-1, 1, 1, 1)
-    if any(g > 1 for g in gaps):  # the flow spans one interval or the whole gap: the better
+    gapped = any(g > 1 for g in gaps)
+    if gapped:  # the flow spans one interval or the whole gap: the better
+        gap = torch.tensor(gaps, device=maps.device, dtype=maps.dtype).view(-1, 1, 1, 1)
         longer = _warp_error(previous_pictures, pictures, flows * gap) < _warp_error(
             previous_pictures, pictures, flows
         )
@@ -435,14 +436,16 @@ def _carry(
     warped_pictures, carried, certainty = warped.split((3, 1, 1), dim=1)
     trust = reliability(photometric_error(pictures, warped_pictures), inside, options.tolerance)
     reliable = (trust > math.exp(-1)).flatten(1).float().mean(1)
-    if any(g > 1 for g in gaps):
+    if gapped:
         trust = trust * options.gap_decay ** (gap - 1)
     certainty = certainty * trust
     agreed = agreement(maps, carried, trust * certainty)
     fused, certainty = fuse(carried, certainty, maps, agreed, options)
 
     previous_histograms = _concatenate([state.histogram for state in states])
-    threshold = options.cut_threshold * gap.view(-1).sqrt()  # a picture drifts over a gap
+    threshold = options.cut_threshold
+    if gapped:  # a picture drifts over a gap
+        threshold = threshold * gap.view(-1).sqrt()
     cuts = (histogram_distance(histograms, previous_histograms) > threshold) | (
         reliable < options.cut_reliable
     )

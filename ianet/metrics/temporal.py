@@ -34,11 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ianet.temporal import warp_previous
-from ianet.transforms import working_size
+from ianet.transforms import resize_flow, resize_uint8, working_size
 
 FLASH_IOU = 0.5  # a pair of consecutive masks whose warped IoU is below this is a flash
 MotionFlow = Callable[[Tensor, Tensor], Tensor]
@@ -71,18 +70,8 @@ def at_working_size(flow: MotionFlow, short_side: int | None) -> MotionFlow:
         size = working_size(height, width, short_side)
         if size == (height, width):
             return flow(previous, current)
-        small = [
-            F.interpolate(p.permute(0, 3, 1, 2).float(), size=size, mode="bilinear", antialias=True)
-            .round()
-            .clamp(0, 255)
-            .to(torch.uint8)
-            .permute(0, 2, 3, 1)
-            .contiguous()
-            for p in (previous, current)
-        ]
-        motion = F.interpolate(flow(*small), size=(height, width), mode="bilinear")
-        scale = torch.tensor([width / size[1], height / size[0]], device=motion.device)
-        return motion * scale.view(1, 2, 1, 1)
+        motion = flow(resize_uint8(previous, size), resize_uint8(current, size))
+        return resize_flow(motion, (height, width))
 
     return estimate
 
@@ -97,9 +86,15 @@ def dtssd(pred: Tensor, previous_pred: Tensor, gt: Tensor, previous_gt: Tensor) 
     Returns:
         (B,) float64: ``100 * sqrt(mean(((pred - previous_pred) - (gt - previous_gt))^2))``.
     """
-    change = pred.double() - previous_pred.double()
-    truth = gt.double() - previous_gt.double()
-    return ((change - truth) ** 2).flatten(-2).mean(-1).sqrt() * 100
+    return _residual_change(
+        pred.double() - gt.double(), previous_pred.double() - previous_gt.double()
+    )
+
+
+def _residual_change(residual: Tensor, previous: Tensor) -> Tensor:
+    """dtSSD from the residuals ``prediction - ground truth`` of frames t and t-1 (...xHxW):
+    ``100 * sqrt(mean((residual - previous)^2))`` over the last two dimensions, float64."""
+    return ((residual.double() - previous.double()) ** 2).flatten(-2).mean(-1).sqrt() * 100
 
 
 def normalised_map(pred: Tensor) -> Tensor:
@@ -127,7 +122,7 @@ class DtSSDAccumulator:
         key = (dataset, sequence)
         previous = self._last.get(key)
         if previous is not None and previous.shape == residual.shape:
-            value = float(((residual.double() - previous.double()) ** 2).mean().sqrt() * 100)
+            value = float(_residual_change(residual, previous))
             self._values.setdefault(key, []).append(value)
         self._last[key] = residual
 
