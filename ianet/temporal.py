@@ -22,12 +22,14 @@ map sampled at ``x - flow(x)`` (``warp_previous``); no flow inversion is needed.
    from outside the frame. The carried certainty is multiplied by it (and by ``gap_decay``
    per missing frame): where something appeared or vanished, was uncovered or occluded, or
    the flow is wrong, the carried map counts for nothing and the new map is taken;
-3. the frame's *agreement* ``a`` is the soft IoU of the new map and the carried one over the
-   pixels whose carried value is reliable and established (weighted by reliability times
-   certainty). The new map's weight is ``1 - (1 - floor) * (1 - a) * established`` frames,
-   ``established`` the carried certainty over half the memory (at most 1): a new map that
-   contradicts what was reliably carried for a while counts for as little as ``floor`` of a
-   frame;
+3. the frame's *agreement* ``a`` is the IoU of what the new map and the carried one found
+   (their masks, values of at least 0.5: ``FOUND``) over the pixels whose carried value is
+   reliable and established (weighted by reliability times certainty). A faint haze the
+   model left for a few frames (found nowhere) does not count, so the frame that drops it
+   agrees and the haze goes; a subject that the new map drops does count. The new map's
+   weight is ``1 - (1 - floor) * (1 - a) * established`` frames, ``established`` the
+   carried certainty over half the memory (at most 1): a new map that contradicts what was
+   reliably carried for a while counts for as little as ``floor`` of a frame;
 4. the carried certainty is *used* in proportion to the doubt: fully when ``a`` is at most
    0.4 (``DOUBTFUL``), 5 % of it (``SURE_SHARE``) when ``a`` is at least 0.8 (``SURE``),
    linearly between. A model whose maps agree with what the flow carries is followed
@@ -89,6 +91,7 @@ from ianet.transforms import resize_flow, resize_uint8, working_size
 SURE = 0.8  # agreement from which the carried map is used at SURE_SHARE of its certainty
 DOUBTFUL = 0.4  # agreement up to which the carried map is used at its full certainty
 SURE_SHARE = 0.05
+FOUND = 0.5  # map value from which the agreement counts a pixel as found
 BINS = 32  # grey-histogram bins of the cut test
 _EPS = 1e-6
 _ERROR_SIDE = 5  # smoothing window of the photometric error
@@ -243,10 +246,11 @@ def reliability(error: Tensor, inside: Tensor, tolerance: float) -> Tensor:
 
 
 def agreement(new: Tensor, carried: Tensor, weight: Tensor) -> Tensor:
-    """Soft IoU of BxCxhxw maps in [0, 1] weighted by ``weight``, one value per map; 1 where
-    both are empty where weighted."""
-    common = (torch.minimum(new, carried) * weight).flatten(1).sum(1)
-    either = (torch.maximum(new, carried) * weight).flatten(1).sum(1)
+    """IoU of the masks (values of at least ``FOUND``) of BxCxhxw maps, each pixel weighted by
+    ``weight``, one value per map; 1 where both masks are empty where weighted."""
+    new_mask, carried_mask = new >= FOUND, carried >= FOUND
+    common = (weight * (new_mask & carried_mask)).flatten(1).sum(1)
+    either = (weight * (new_mask | carried_mask)).flatten(1).sum(1)
     return torch.where(either > _EPS, common / either.clamp(min=_EPS), torch.ones_like(either))
 
 

@@ -147,6 +147,19 @@ def test_a_subject_that_stops_is_kept_while_the_model_loses_it():
     assert iou(steps[-1].saliency, scene.mask(thing, frames - 1)) > 0.85
 
 
+def test_a_faint_haze_the_model_left_for_a_few_frames_goes_when_the_model_drops_it():
+    frames = 12
+    thing = still_thing(frames, (40, 40))
+    scene = Scene(pan(frames), [thing])
+    masks = [scene.mask(thing, t) for t in range(frames)]
+    maps = [m.clamp(min=0.3) if t < 6 else m for t, m in enumerate(masks)]  # hazy at first
+    steps = run(Propagator(), scene, maps)
+    background = masks[-1] == 0
+    assert steps[5].saliency[background].mean() > 0.25
+    assert steps[9].saliency[background].mean() < 0.05  # gone 4 frames after the model's,
+    assert iou(steps[9].saliency, masks[9]) > 0.9  # while the subject stays
+
+
 def test_a_new_object_is_taken_and_a_vanished_one_fades_within_two_frames():
     frames = 16
     first = still_thing(frames, (40, 40))
