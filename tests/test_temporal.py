@@ -22,6 +22,7 @@ from PIL import Image
 from ianet.temporal import (
     PropagationOptions,
     Propagator,
+    agreement,
     propagate_streams,
     warp_previous,
 )
@@ -127,6 +128,15 @@ def test_warping_samples_the_previous_map_at_x_minus_the_motion():
     warped, inside = warp_previous(previous, flow)
     assert warped[0, 0, 3, 5] == 1 and warped.sum() == 1
     assert not inside[0, 0, 0, 0] and inside[0, 0, 1, 2]  # (0, 0) came from (-1, -2)
+
+
+def test_the_agreement_is_the_weighted_iou_of_what_each_map_found():
+    new = torch.tensor([0.9, 0.3, 0.6, 0.0]).view(1, 1, 1, 4)
+    carried = torch.tensor([0.8, 0.7, 0.2, 0.3]).view(1, 1, 1, 4)
+    weight = torch.tensor([1.0, 1.0, 2.0, 1.0]).view(1, 1, 1, 4)
+    assert agreement(new, carried, weight).item() == pytest.approx(1 / 4)  # 1 of 1 + 1 + 2
+    faint = torch.full((1, 1, 1, 4), 0.3)  # found nowhere: both masks empty
+    assert agreement(faint, torch.zeros_like(faint), weight).item() == 1
 
 
 # ----------------------------------------------------------------------------- behaviour
