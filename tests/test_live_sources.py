@@ -357,9 +357,14 @@ def stream_state(metrics_port: int) -> str | None:
     return None
 
 
-def wait_for_state(metrics_port: int, wanted: str, timeout: float = 15) -> None:
+def wait_for_state(
+    run: subprocess.Popen, metrics_port: int, wanted: str, timeout: float = 15
+) -> None:
     deadline = time.monotonic() + timeout
     while (state := stream_state(metrics_port)) != wanted:
+        if run.poll() is not None:
+            _, err = run.communicate()
+            pytest.fail(f"the recording ended (exit {run.returncode}) before {wanted}: {err}")
         assert time.monotonic() < deadline, f"the stream stayed {state}, not {wanted}"
         time.sleep(0.1)
 
@@ -367,17 +372,18 @@ def wait_for_state(metrics_port: int, wanted: str, timeout: float = 15) -> None:
 @needs_rtsp_server
 def test_a_recording_goes_on_when_the_camera_comes_back(tmp_path, cameras):
     metrics = free_port()
+    # Attempts for up to 30 s: a loaded machine can take seconds to start the camera again.
     run = start_recording(
-        tmp_path, cameras, "{first_delay_s: 0.2, max_delay_s: 1, attempts: 6}",
+        tmp_path, cameras, "{first_delay_s: 0.2, max_delay_s: 1, attempts: 30}",
         "--metrics-port", str(metrics),
     )  # fmt: skip
     port = int(cameras[0].process.args[2])
-    wait_for_state(metrics, "running")
+    wait_for_state(run, metrics, "running")
     first_session = cameras[0].kill() + 0.2  # a camera starts with its first client
-    wait_for_state(metrics, "reconnecting")
+    wait_for_state(run, metrics, "reconnecting")
     cameras.append(Camera(port))
     cameras[1].wait_for("PLAYING")  # the recording reconnected
-    wait_for_state(metrics, "running")
+    wait_for_state(run, metrics, "running")
     time.sleep(2.5)
     run.send_signal(signal.SIGINT)
     err, report, pts = finish(run, tmp_path)
