@@ -170,6 +170,10 @@ class VideoReader:
         self.stream.thread_type = "AUTO"
         self.check_size(self.stream.codec_context.width, self.stream.codec_context.height)
         stream = self.stream
+        # what the frames need from the stream, read now: a reconnecting source closes this
+        # container and goes on converting the next connection's frames with this reader
+        self._aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+        self._duration = self._announced_duration()
         self._origin = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
         self._start = self._origin + start
         self.end = self._origin
@@ -252,7 +256,7 @@ class VideoReader:
         """``(width, height)`` of the pictures ``to_rgb`` makes of ``frame``: upright,
         square pixels, scaled to ``size``."""
         width, height = frame.width, frame.height
-        aspect = self.stream.sample_aspect_ratio or self.stream.codec_context.sample_aspect_ratio
+        aspect = self._aspect
         if aspect and aspect != 1:  # non-square pixels: the width they are shown at, even
             width = max(2, 2 * round(width * aspect / 2))
         if self.rotation(frame) % 2:
@@ -275,17 +279,19 @@ class VideoReader:
             problems.append(f"read error ({self.read_error})")
         if self.damaged:
             problems.append(f"{self.damaged} damaged packet(s) skipped")
-        stream, container = self.stream, self.container
-        if stream.duration is not None:
-            expected = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            expected = container.duration / av.time_base
-        else:
-            expected = None
-        elapsed = self.end - self._origin
+        expected, elapsed = self._duration, self.end - self._origin
         if expected is not None and self.is_file and elapsed < expected - _TRUNCATION_TOLERANCE:
             problems.append(f"frames end at {elapsed:.2f} s of {expected:.2f} s")
         return problems
+
+    def _announced_duration(self) -> float | None:
+        """Seconds of video the stream (else the container) announces; None if neither."""
+        stream, container = self.stream, self.container
+        if stream.duration is not None:
+            return float(stream.duration * stream.time_base)
+        if container.duration is not None:
+            return container.duration / av.time_base
+        return None
 
     def close(self) -> None:
         self.container.close()

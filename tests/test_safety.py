@@ -542,10 +542,8 @@ def test_errors_of_readers_name_the_input() -> None:
         VideoReader("nothing.mp4", "nothing.mp4")
 
 
-def test_non_square_pixels_are_shown_at_their_width(tmp_path):
-    from test_decode import decode, frames_of
-
-    clip = tmp_path / "anamorphic.mkv"
+def write_anamorphic(clip: Path) -> Path:
+    """Two 64x32 frames whose pixels are 3:2 (shown 96x32)."""
     with av.open(str(clip), "w") as container:
         stream = container.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
@@ -555,6 +553,27 @@ def test_non_square_pixels_are_shown_at_their_width(tmp_path):
             frame.pts = index
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+    return clip
+
+
+def test_non_square_pixels_are_shown_at_their_width(tmp_path):
+    from test_decode import decode, frames_of
+
+    clip = write_anamorphic(tmp_path / "anamorphic.mkv")
     messages = decode(str(clip))
     assert (messages[0].info.width, messages[0].info.height) == (96, 32)
     assert frames_of(messages)[0].image.shape == (32, 96, 3)
+
+
+def test_a_reader_converts_frames_after_its_container_is_closed(tmp_path):
+    """A reconnecting camera closes the first connection's container and goes on converting
+    the next connection's frames with the first reader (PyAV 18.1.1 refuses to read a closed
+    container's streams)."""
+    from ianet_stream.video import VideoReader
+
+    clip = write_anamorphic(tmp_path / "anamorphic.mkv")
+    reader = VideoReader(str(clip), "anamorphic.mkv", is_file=True)
+    frames = list(reader.frames())
+    reader.close()
+    assert [reader.to_rgb(frame).shape for frame in frames] == [(32, 96, 3)] * 2
+    assert reader.problems() == []  # read from what the stream announced when it was opened
