@@ -195,7 +195,8 @@ def shrink(maps: Tensor, size: tuple[int, int]) -> Tensor:
 def thumbnails(images: Tensor, size: tuple[int, int]) -> Tensor:
     """BxHxWx3 uint8 RGB -> Bx3xhxw float RGB in 0..1 at ``size``: the pictures the warp is
     checked on (resized in uint8, antialiased: cheap at any frame size, and the antialiasing
-    smooths the larger picture's noise)."""
+    smooths the larger picture's noise); planar, so that the operations mixing them with the
+    warped pictures stay vectorised."""
     planar = resize_uint8(images, size).permute(0, 3, 1, 2)
     return planar.to(torch.float32, memory_format=torch.contiguous_format).div_(255)
 
