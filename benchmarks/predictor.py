@@ -51,7 +51,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ianet.checkpoints import load_checkpoint
 from ianet.device import describe_cpu
-from ianet.model import IANet
+from ianet.model import VARIANTS, IANet
 from ianet.predictor import Predictor, cpu_has_fast_bf16
 from ianet.transforms import IMAGENET_MEAN, IMAGENET_STD, normalise, resize_pictures
 
@@ -74,7 +74,7 @@ GPU_PEAKS = {
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--variant", default="ianet", choices=("ianet", "lite"))
+    parser.add_argument("--variant", default="ianet", choices=sorted(VARIANTS))
     parser.add_argument("--checkpoint", help="weights to use (default: random)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (2)")
     parser.add_argument("--sizes", default="512,256", help="network sizes (512,256)")

@@ -145,6 +145,12 @@ def state_dict_of(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
     return state
 
 
+_ENCODER_KEYS = (  # a key only the encoder of a lite variant has, and the variant
+    ("ImageBone.backbone_features.features.", "lite"),
+    ("ImageBone.backbone_features.blocks.", "lite-efficientnet"),
+)
+
+
 def model_options(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     """The ``IANet(**options)`` that rebuilds the network of a checkpoint dict.
 
@@ -157,8 +163,11 @@ def model_options(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
         known = {field.name for field in fields(base)}
         return {**asdict(base), **{key: stored[key] for key in stored if key in known}}
     state = state_dict_of(checkpoint)
-    lite = any(key.startswith("ImageBone.backbone_features.features.") for key in state)
-    options = asdict(VARIANTS["lite" if lite else "ianet"])
+    variant = "ianet"
+    for prefix, name in _ENCODER_KEYS:
+        if any(key.startswith(prefix) for key in state):
+            variant = name
+    options = asdict(VARIANTS[variant])
     if "ImageBone.aspp.bn1.weight" in state:
         options["aspp_channels"] = int(state["ImageBone.aspp.bn1.weight"].shape[0])
     if "conv1_i.1.weight" in state:

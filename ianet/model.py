@@ -3,9 +3,10 @@
 ``IANet()`` is the paper's network (ResNet34 encoders at output stride 16; see
 ``docs/architecture.md``, "The network"): its state dict has exactly the reference
 checkpoint's keys (``tests/data/ianet-state-dict.txt``), so reference weights load with
-``strict=True``. ``IANet("lite")`` has
-the same topology with a MobileNetV3-Small encoder and a decoder whose widths are the
-encoder's channel counts: every module below takes its channels as arguments.
+``strict=True``. ``IANet("lite")`` has the same topology with MobileNetV3-Small encoders
+and a decoder whose widths are the encoders' channel counts (every module below takes its
+channels as arguments); ``IANet("lite-efficientnet")`` the same with EfficientNet-Lite0's
+first four stages, whose ImageNet weights ship in a package (``ianet.backbones``).
 
 Every resize inside the network is ``up(x, ref)``: bilinear with ``align_corners=True``.
 """
@@ -271,6 +272,13 @@ VARIANTS = {
         squeeze_channels=16,
         keep_unused=False,
     ),
+    "lite-efficientnet": IANetOptions(
+        variant="lite-efficientnet",
+        encoder="efficientnet_lite0",
+        aspp_channels=40,
+        squeeze_channels=16,
+        keep_unused=False,
+    ),
 }
 
 
@@ -289,7 +297,9 @@ class IANet(nn.Module):
     """The IANet video salient-object detector.
 
     Args:
-        variant: "ianet" (the paper's network, 106,942,054 parameters) or "lite".
+        variant: "ianet" (the paper's network, 106,942,054 parameters), "lite"
+            (MobileNetV3-Small encoders, 3,900,287) or "lite-efficientnet" (EfficientNet-Lite0
+            encoders, 3,014,823).
         backbone_weights: "none" (random), "auto" (torchvision's ImageNet weights from the
             torch hub cache or a download) or a path to a torchvision state dict; loaded
             into both encoders.

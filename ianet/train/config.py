@@ -37,8 +37,10 @@ class TrainConfig:
     """Everything that decides what a training run computes.
 
     Attributes:
-        variant: "ianet" (the paper's network) or "lite".
-        backbone_weights: "auto" (torchvision's ImageNet weights), "none" or a file path.
+        variant: "ianet" (the paper's network), "lite" or "lite-efficientnet".
+        backbone_weights: "auto" (the encoder's ImageNet weights: torchvision's, or for
+            lite-efficientnet those inside the ``pretrained`` extra's package), "none" or a
+            file path.
         init: start from the weights of this checkpoint (a file or ``builtin:NAME`` of the
             same variant) instead of ``backbone_weights``: fine-tuning. None: from scratch.
         size: training resolution (square).

@@ -32,7 +32,7 @@ class WeightsInfo:
 
     Attributes:
         name: ``builtin:NAME`` for weights shipped in this package, else a file name.
-        variant: the ``IANet`` variant (``"ianet"`` or ``"lite"``).
+        variant: the ``IANet`` variant (``"ianet"``, ``"lite"`` or ``"lite-efficientnet"``).
         input_size: the square side it was trained at.
         flow_method: the flow its flow images came from (``ianet.flow`` method names).
         parameters: number of parameters.
@@ -109,4 +109,4 @@ def builtin(name: str) -> Weights | None:
 def for_variant(variant: str) -> Weights:
     """The known weights of a network variant without metadata of its own (a plain state
     dict of the paper's network is the published release)."""
-    return Weights.LITE_SYNTHETIC if variant == "lite" else Weights.PUBLISHED
+    return Weights.LITE_SYNTHETIC if variant.startswith("lite") else Weights.PUBLISHED
