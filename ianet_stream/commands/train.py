@@ -23,12 +23,12 @@ if TYPE_CHECKING:
 
 FLAG_OPTIONS = (
     # (flag, config key, type, metavar, help)
-    ("--variant", "variant", str, "NAME", "ianet (the paper's network) or lite"),
+    ("--variant", "variant", str, "NAME", "ianet (the paper's network), lite or lite-efficientnet"),
     ("--size", "size", int, "N", "training resolution (square), default 512"),
     ("--batch-size", "batch_size", int, "N", "global batch, default 8"),
     ("--epochs", "epochs", int, "N", "epochs, default 20"),
     ("--max-steps", "max_steps", int, "N", "stop after this many steps in total"),
-    ("--backbone-weights", "backbone_weights", str, "W", "auto (torchvision), none or PATH"),
+    ("--backbone-weights", "backbone_weights", str, "W", "auto (ImageNet's), none or PATH"),
     ("--init", "init", str, "CKPT", "fine-tune: start from this checkpoint or builtin:NAME"),
     ("--device", "device", str, "D", "auto, cpu, cuda, cuda:1, ..."),
     ("--workers", "workers", int, "N", "data-loading processes (default: one per core, at most 4)"),
