@@ -238,10 +238,14 @@ def lite0_classifier(state: dict[str, torch.Tensor]) -> nn.Module:
             inputs = outputs
     encoder.blocks = nn.Sequential(*blocks)
     head = SameConvBN(320, 1280, 1)
-    head.load_state_dict(
-        {f"{part}.{key.split('.', 1)[1]}": value for part, prefix in (("conv", "_conv_head"),
-         ("bn", "_bn1")) for key, value in state.items() if key.startswith(prefix + ".")}
-    )  # fmt: skip
+    head.conv.load_state_dict({"weight": state["_conv_head.weight"]})
+    head.bn.load_state_dict(
+        {
+            key.removeprefix("_bn1."): value
+            for key, value in state.items()
+            if key.startswith("_bn1.")
+        }
+    )
     fc = nn.Linear(1280, 1000)
     fc.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
     encoder.load_state_dict(
