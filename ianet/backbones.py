@@ -121,7 +121,8 @@ def same_padding(x: Tensor, kernel: int, stride: int) -> Tensor:
 class SameConvBN(nn.Module):
     """A bias-free ``kernel`` x ``kernel`` convolution with "SAME" padding (depthwise when
     ``groups`` = the channels), batch norm (TensorFlow's eps 1e-3, momentum 0.01), ReLU6
-    unless ``activation`` is False."""
+    unless ``activation`` is False. At stride 1 "SAME" is the convolution's own symmetric
+    padding; only a strided one pads its input first (asymmetrically)."""
 
     def __init__(
         self, inputs: int, outputs: int, kernel: int, stride: int = 1, groups: int = 1,
@@ -129,12 +130,13 @@ class SameConvBN(nn.Module):
     ) -> None:  # fmt: skip
         super().__init__()
         self.kernel, self.stride = kernel, stride
-        self.conv = nn.Conv2d(inputs, outputs, kernel, stride, groups=groups, bias=False)
+        padding = kernel // 2 if stride == 1 else 0
+        self.conv = nn.Conv2d(inputs, outputs, kernel, stride, padding, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(outputs, eps=1e-3, momentum=0.01)
         self.activation = nn.ReLU6() if activation else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.kernel > 1:
+        if self.stride > 1:
             x = same_padding(x, self.kernel, self.stride)
         return self.activation(self.bn(self.conv(x)))
 

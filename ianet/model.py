@@ -263,22 +263,17 @@ class IANetOptions:
     keep_unused: bool = True
 
 
+_LITE = IANetOptions(
+    variant="lite",
+    encoder="mobilenet_v3_small",
+    aspp_channels=40,
+    squeeze_channels=16,
+    keep_unused=False,
+)
 VARIANTS = {
     "ianet": IANetOptions(),
-    "lite": IANetOptions(
-        variant="lite",
-        encoder="mobilenet_v3_small",
-        aspp_channels=40,
-        squeeze_channels=16,
-        keep_unused=False,
-    ),
-    "lite-efficientnet": IANetOptions(
-        variant="lite-efficientnet",
-        encoder="efficientnet_lite0",
-        aspp_channels=40,
-        squeeze_channels=16,
-        keep_unused=False,
-    ),
+    "lite": _LITE,
+    "lite-efficientnet": replace(_LITE, variant="lite-efficientnet", encoder="efficientnet_lite0"),
 }
 
 
