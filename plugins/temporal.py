@@ -1,9 +1,11 @@
 """The ``temporal`` stage: steadier saliency maps, each stream's map carried forward with the
 flow and fused with the model's new map (``ianet.temporal``).
 
-It goes right after ``saliency`` and replaces each frame's ``saliency`` with the fused map.
-Each stream keeps its own state (``start_stream`` / ``end_stream``); the frames of a batch
-are fused in rounds, the next frame of every stream of one size in one batched step. A
+It goes right after ``saliency`` and replaces each frame's ``saliency`` with the fused map,
+at the size the maps are fused at (``size``: the short side; the sinks and compositing scale
+it to the picture as they do the model's maps). Each stream keeps its own state
+(``start_stream`` / ``end_stream``); the frames of a batch of one size go to
+``ianet.temporal.propagate_streams`` together, which fuses each stream's frames in order. A
 scene cut (a jump of the grey histogram) resets the stream; a repeated frame gets the
 previous map. With ``policy: latest`` a stream's frames may arrive with index gaps: the
 frame's flow (the motion since frame ``index - 1``, or since the last frame the flow stage
@@ -23,7 +25,7 @@ from typing import ClassVar
 import torch
 
 from ianet.temporal import PropagationOptions, Propagator, propagate_streams
-from ianet_stream.frame import Frame, StreamInfo, in_rounds
+from ianet_stream.frame import Frame, StreamInfo
 from ianet_stream.stage import Context, Stage
 
 _DEFAULTS = PropagationOptions()
@@ -89,8 +91,8 @@ class TemporalOptions:
     size: int = field(
         default=_DEFAULTS.size,
         metadata={
-            "help": "short side (pixels) the maps are fused at, then scaled back up: "
-            "smaller costs less and keeps less of the model's detail"
+            "help": "short side (pixels) the maps are fused at and passed on at (the sinks "
+            "scale them to the picture): smaller costs less and keeps less of the model's detail"
         },
     )
     threshold: float | None = field(
@@ -140,17 +142,16 @@ class Temporal(Stage):
     def process(self, frames: list[Frame]) -> list[Frame]:
         if not self.options.enabled:
             return frames
-        for round_ in stream_rounds(frames):
-            groups: dict[tuple[tuple[int, ...], str], list[Frame]] = {}
-            for frame in round_:
-                saliency = frame.saliency
-                groups.setdefault((tuple(saliency.shape), str(saliency.device)), []).append(frame)
-            for group in groups.values():
-                self._fuse(group)
+        groups: dict[tuple[tuple[int, ...], str], list[Frame]] = {}
+        for frame in frames:
+            saliency = frame.saliency
+            groups.setdefault((tuple(saliency.shape), str(saliency.device)), []).append(frame)
+        for group in groups.values():
+            self._fuse(group)
         return frames
 
     def _fuse(self, frames: list[Frame]) -> None:
-        """Fuse frames of different streams, all of one size and device, in one step."""
+        """Fuse frames, all of one size and device (each stream's in order), in one call."""
         requests = []
         for frame in frames:
             propagator = self._streams.get(frame.stream)
@@ -181,11 +182,3 @@ class Temporal(Stage):
                     stats[counter] = stats.get(counter, 0) + 1
             if step.gap > 1 and step.event != "start":
                 stats["gaps"] = stats.get("gaps", 0) + 1
-
-
-def stream_rounds(frames: list[Frame]) -> list[list[Frame]]:
-    """A batch's frames in rounds: round k holds the k-th frame of each stream in the batch."""
-    by_stream: dict[str, list[Frame]] = {}
-    for frame in frames:
-        by_stream.setdefault(frame.stream, []).append(frame)
-    return in_rounds(by_stream)

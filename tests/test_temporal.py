@@ -117,6 +117,13 @@ def still_thing(frames: int, corner: tuple[int, int], seed: int = 1) -> Thing:
     return Thing(texture(seed, SIDE, SIDE, contrast=1.5), [corner] * frames)
 
 
+def moving_scene(frames: int) -> tuple[Scene, Thing]:
+    """A square moving right by 3 pixels a frame, seen by a camera panning right by 2."""
+    corners = [(40, 20 + 3 * t) for t in range(frames)]
+    thing = Thing(texture(1, SIDE, SIDE, contrast=1.5), corners)
+    return Scene(pan(frames, 2), [thing]), thing
+
+
 # ----------------------------------------------------------------------------- warping
 
 
@@ -211,9 +218,7 @@ def test_a_cut_resets_the_stream_and_takes_the_new_map_as_it_is():
 
 def test_a_repeated_frame_keeps_the_map_instead_of_the_collapsed_one():
     frames = 10
-    corners = [(40, 20 + 3 * t) for t in range(frames)]
-    thing = Thing(texture(1, SIDE, SIDE, contrast=1.5), corners)
-    scene = Scene(pan(frames, 2), [thing])
+    scene, thing = moving_scene(frames)
     propagator = Propagator()
     steps = run(propagator, scene, [scene.mask(thing, t) for t in range(6)])
     collapsed = torch.zeros(HEIGHT, WIDTH)  # no motion: the model found nothing
@@ -227,9 +232,7 @@ def test_a_repeated_frame_keeps_the_map_instead_of_the_collapsed_one():
 @pytest.mark.parametrize("flow_spans_the_gap", [False, True])
 def test_after_dropped_frames_the_map_is_carried_across_the_gap(flow_spans_the_gap):
     frames = 9
-    corners = [(40, 20 + 3 * t) for t in range(frames)]
-    thing = Thing(texture(1, SIDE, SIDE, contrast=1.5), corners)
-    scene = Scene(pan(frames, 2), [thing])
+    scene, thing = moving_scene(frames)
     propagator = Propagator()
     run(propagator, scene, [scene.mask(thing, t) for t in range(5)])
     flow = scene.flow(8, since=4 if flow_spans_the_gap else 7)
@@ -258,6 +261,26 @@ def test_streams_fused_together_equal_streams_fused_alone():
         ]
         for k, step in enumerate(propagate_streams(requests)):
             torch.testing.assert_close(step.saliency, alone[k][t].saliency, atol=1e-6, rtol=0)
+
+
+def test_a_stream_s_frames_fused_in_one_call_equal_them_fused_one_by_one():
+    frames = 9
+    scene, thing = moving_scene(frames)
+    maps = [scene.mask(thing, t) * (0.5 + 0.05 * t) for t in range(frames)]
+    still = torch.zeros(2, HEIGHT, WIDTH)
+    frames_in = [(scene.picture(t), maps[t], scene.flow(t), t) for t in range(5)]
+    frames_in += [(scene.picture(4), maps[0], still, 5), (scene.picture(4), maps[1], still, 6)]
+    frames_in += [(scene.picture(5), maps[5], scene.flow(5), 7)]
+    frames_in += [(scene.picture(8), maps[8], scene.flow(8, since=5), 10)]  # two dropped
+    one_by_one, together = Propagator(), Propagator()
+    expected = [one_by_one(*frame) for frame in frames_in]
+    steps = propagate_streams([(together, *frame) for frame in frames_in[:3]])
+    steps += propagate_streams([(together, *frame) for frame in frames_in[3:]])
+    assert [(s.event, s.gap) for s in steps] == [(s.event, s.gap) for s in expected]
+    assert [s.event for s in steps[4:7]] == ["carry", "repeat", "repeat"]
+    assert steps[-1].gap == 3
+    for step, alone in zip(steps, expected, strict=True):
+        torch.testing.assert_close(step.saliency, alone.saliency, atol=1e-6, rtol=0)
 
 
 def test_impossible_options_are_refused():
@@ -409,9 +432,7 @@ def test_on_real_footage_the_masks_flicker_less(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_the_gpu_the_maps_are_those_of_the_cpu():
     frames = 8
-    corners = [(40, 20 + 3 * t) for t in range(frames)]
-    thing = Thing(texture(1, SIDE, SIDE, contrast=1.5), corners)
-    scene = Scene(pan(frames, 2), [thing])
+    scene, thing = moving_scene(frames)
     maps = [scene.mask(thing, t) * (0.5 + 0.05 * t) for t in range(frames)]
     on_cpu, on_gpu = Propagator(), Propagator()
     for t in range(frames):
