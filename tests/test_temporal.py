@@ -229,6 +229,22 @@ def test_a_repeated_frame_keeps_the_map_instead_of_the_collapsed_one():
     assert after.event == "carry" and iou(after.saliency, scene.mask(thing, 6)) > 0.9
 
 
+@pytest.mark.parametrize("together", [False, True])
+def test_a_slow_fade_is_a_repeat_only_until_it_adds_up(together):
+    scene = Scene(pan(1), [still_thing(1, (40, 30))])
+    base = scene.picture(0).int()
+    step = 3  # grey levels a frame: under repeat_threshold (5.1), two steps over it
+    pictures = [(base + step * t).clamp(0, 255).to(torch.uint8) for t in range(4)]
+    maps = [scene.mask(scene.things[0], 0)] * 4
+    frames = [(pictures[t], maps[t], torch.zeros(2, HEIGHT, WIDTH), t) for t in range(4)]
+    propagator = Propagator()
+    if together:
+        steps = propagate_streams([(propagator, *frame) for frame in frames])
+    else:
+        steps = [propagator(*frame) for frame in frames]
+    assert [step.event for step in steps] == ["start", "repeat", "carry", "repeat"]
+
+
 @pytest.mark.parametrize("flow_spans_the_gap", [False, True])
 def test_after_dropped_frames_the_map_is_carried_across_the_gap(flow_spans_the_gap):
     frames = 9
