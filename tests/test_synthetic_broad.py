@@ -250,7 +250,7 @@ def test_a_photo_preset_without_the_photos_extra_fails_with_one_clear_line(
     def missing(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(photos.importlib.metadata, "distribution", missing)
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
     with pytest.raises(photos.MissingPhotosError, match=r"pip install 'ianet-stream\[photos\]'"):
         SyntheticVideo(0, SIZE, 2, PRESETS["photo"])
     assert generate_clip(0, SIZE, 2, PRESETS["broad"])[1].image.shape == (96, 160, 3)

@@ -16,12 +16,12 @@ neither list).
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 from pathlib import Path
 
 import numpy as np
 
 from ianet.errors import InputError
+from ianet.wheels import wheel_file
 
 # name -> (distribution, path inside it)
 _FILES = {
@@ -65,11 +65,8 @@ def photo_path(name: str) -> Path:
         KeyError: ``name`` is not a known photograph.
     """
     distribution, relative = _FILES[name]
-    try:
-        path = Path(str(importlib.metadata.distribution(distribution).locate_file(relative)))
-    except importlib.metadata.PackageNotFoundError:
-        path = None
-    if path is None or not path.is_file():
+    path = wheel_file(distribution, relative)
+    if path is None:
         raise MissingPhotosError(
             f"photo textures need the photographs bundled in the {distribution} wheel "
             f"({relative} not found): {INSTALL_HINT}"
