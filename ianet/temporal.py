@@ -388,14 +388,16 @@ def propagate_streams(requests: Sequence[Request]) -> list[Step]:
     pictures = thumbnails(_stack([request[1] for request in requests]), size)
     histograms = grey_histograms(pictures)
     maps = shrink(_stack([request[2] for request in requests]).float().unsqueeze(1), size)
-    links = _link(requests, source, pictures, histograms, options.repeat_threshold)
+    links, references = _link(requests, source, pictures, histograms, options.repeat_threshold)
 
-    carrying = [i for i, link in enumerate(links) if link is not None and not link.repeat]
+    continuing = [i for i, link in enumerate(links) if link is not None]
+    carrying = [i for i in continuing if not links[i].repeat]
     carry_row = {i: k for k, i in enumerate(carrying)}
     warps = None
     if carrying:
         flows = _stack([requests[i][3] for i in carrying]).float()
         warps = _warp_pictures(
+            _rows(references, [continuing.index(i) for i in carrying]),
             [links[i] for i in carrying],
             _rows(pictures, carrying),
             _rows(histograms, carrying),
@@ -452,9 +454,11 @@ def _link(
     pictures: Tensor,
     histograms: Tensor,
     repeat_threshold: float,
-) -> list[_Link | None]:
+) -> tuple[list[_Link | None], Tensor | None]:
     """Each frame's ``_Link``, None for a frame that starts its stream (a first frame, one
-    of another size or device than the stream's last, or one whose index does not follow)."""
+    of another size or device than the stream's last, or one whose index does not follow),
+    and the ``_Link`` pictures of the frames that have one, stacked in their order (None
+    when no frame has one)."""
     latest: dict[int, int] = {}  # a propagator's latest frame in this call
     before: list[int | None] = []  # the frame's predecessor in this call
     links: list[_Link | None] = []
@@ -474,18 +478,20 @@ def _link(
         links.append(link if index > last else None)
     continuing = [i for i, link in enumerate(links) if link is not None]
     if not continuing:
-        return links
-    changes = largest_change(
-        _rows(pictures, continuing), _concatenate([links[i].picture for i in continuing])
-    )
-    for i, repeat in zip(continuing, (changes <= repeat_threshold).tolist(), strict=True):
+        return links, None
+    references = _concatenate([links[i].picture for i in continuing])
+    changes = largest_change(_rows(pictures, continuing), references)
+    repeats = (changes <= repeat_threshold).tolist()
+    for k, (i, repeat) in enumerate(zip(continuing, repeats, strict=True)):
         previous = links[before[i]] if before[i] is not None else None
         if previous is not None and previous.repeat:  # then i continues what that repeated
             links[i] = links[i]._replace(picture=previous.picture, histogram=previous.histogram)
+            row = torch.tensor([k], device=references.device)
+            references = references.index_copy(0, row, previous.picture)
             change = largest_change(pictures[i : i + 1], previous.picture)
             repeat = bool(change <= repeat_threshold)
         links[i] = links[i]._replace(repeat=repeat)
-    return links
+    return links, references
 
 
 class _Warps(NamedTuple):
@@ -499,14 +505,15 @@ class _Warps(NamedTuple):
 
 
 def _warp_pictures(
+    previous: Tensor,
     links: list[_Link],
     pictures: Tensor,
     histograms: Tensor,
     flows: Tensor,
     options: PropagationOptions,
 ) -> _Warps:
-    """Steps 1 and 2 of the fusion rule and the cut test, for frames with a ``_Link``."""
-    previous = _concatenate([link.picture for link in links])
+    """Steps 1 and 2 of the fusion rule and the cut test, for frames with a ``_Link``
+    (``previous``: their links' pictures, stacked)."""
     gaps = [link.gap for link in links]
     gapped = any(g > 1 for g in gaps)
     if gapped:  # the flow spans one interval or the whole gap: the better
